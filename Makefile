@@ -1,0 +1,43 @@
+# Two commands set everything up on a fresh machine (Python 3.11 and pip):
+#   make course   creates .venv if missing, then executes every notebook into outputs/notebooks/
+#   make test     creates .venv if missing, then runs ruff, the unit tests and every notebook under nbval
+# Other targets: make lab, make prefetch, make bench, make sync.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PROFILE ?= auto
+
+.PHONY: setup course test lab prefetch bench sync clean-outputs
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+course: setup
+	$(BIN)/python -m helpers.course --profile $(PROFILE)
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+lab: setup
+	$(BIN)/jupyter lab notebooks/
+
+prefetch: setup
+	$(BIN)/python -m helpers.prefetch
+
+bench: setup
+	$(BIN)/python -m benchmarks.data_loading
+
+sync: setup
+	$(BIN)/jupytext --sync notebooks/[0-9][0-9]_*.py
+
+clean-outputs:
+	rm -rf outputs/

@@ -1,0 +1,471 @@
+"""Image data for the course: official CIFAR-10, any ImageFolder copy, and synthetic stand-ins.
+
+Every loader returns an `ImageData`: uint8 NHWC images, int64 labels, class names, and an identity
+record (what the data is and its hash) that every metrics file stores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pickle
+import tarfile
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from tqdm.auto import tqdm
+
+from .paths import CIFAR10_SOURCE_ENV, OFFLINE_ENV, PREFETCH_COMMAND, data_root, is_offline
+
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_SHA256 = "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"
+CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+SYNTHETIC_CLASSES = ("h-stripes", "v-stripes", "diag-stripes", "antidiag-stripes", "checkers",
+                     "rings", "blob", "gradient", "dots", "cross")
+VALID_DATASETS = ("auto", "cifar10", "synthetic")
+NORMALIZATION = {  # per-channel (mean, std) of the images a backbone was trained on
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+
+
+class DataUnavailableError(RuntimeError):
+    """The data cannot be had now (offline, no cache, failed download); the message names the fix."""
+
+
+class DataFormatError(ValueError):
+    """A file or archive is not what it should be; the message names the file and the fix."""
+
+
+@dataclass
+class ImageData:
+    """Train and test images (uint8, NHWC) with int64 labels, class names and where they came from."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: list[str]
+    identity: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        """Return the number of classes."""
+        return len(self.class_names)
+
+    def __repr__(self) -> str:
+        """Show shapes and identity, never the pixels."""
+        return (f"ImageData({self.identity.get('dataset')}, train {self.x_train.shape}, test {self.x_test.shape}, "
+                f"classes {self.class_names})")
+
+
+def normalization(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Return (mean, std) per channel for `cifar10` or `imagenet` normalization."""
+    if name not in NORMALIZATION:
+        raise ValueError(f"Unknown normalization {name!r}; valid: {', '.join(NORMALIZATION)}")
+    return NORMALIZATION[name]
+
+
+# --------------------------------------------------------------------------------------------- files
+
+def sha256_of(path: Path) -> str:
+    """Return the SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:
+    """Write a file through a temporary neighbour so a crash never leaves a half-written cache."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            write(stream)
+        os.chmod(tmp_name, 0o644)  # mkstemp makes it private; a shared classroom cache should be readable
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def save_cache(path: Path, data: ImageData) -> None:
+    """Store arrays, class names and identity in one uncompressed .npz (fast to load)."""
+    _atomic_write(path, lambda stream: np.savez(
+        stream, x_train=data.x_train, y_train=data.y_train, x_test=data.x_test, y_test=data.y_test,
+        class_names=np.array(data.class_names), identity=np.array(json.dumps(data.identity))))
+
+
+def load_cache(path: Path) -> ImageData | None:
+    """Read an .npz cache written by `save_cache`; a damaged one is removed and None returned."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            data = ImageData(stored["x_train"], stored["y_train"], stored["x_test"], stored["y_test"],
+                             [str(name) for name in stored["class_names"]], json.loads(str(stored["identity"])))
+    except (OSError, ValueError, KeyError) as error:
+        print(f"Cache {path} is damaged ({error}); rebuilding it from the source.")
+        path.unlink(missing_ok=True)
+        return None
+    return data
+
+
+def check_member_name(name: str, archive: Path) -> PurePosixPath:
+    """Refuse archive members that would land outside the extraction folder (path traversal)."""
+    member = PurePosixPath(name)
+    if member.is_absolute() or ".." in member.parts or name.startswith(("/", "\\")) or ":" in member.parts[0]:
+        raise DataFormatError(f"Refusing archive {archive}: member {name!r} points outside the archive folder "
+                              "(path traversal). Use an archive from a trusted source.")
+    return member
+
+
+def iter_archive(archive: Path) -> Iterator[tuple[PurePosixPath, tarfile.TarFile, tarfile.TarInfo]]:
+    """Yield each file and folder of a tar archive after checking its name; never writes to disk."""
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            for info in tar:
+                member = check_member_name(info.name, archive)
+                if not (info.isfile() or info.isdir()):
+                    raise DataFormatError(f"Refusing archive {archive}: member {info.name!r} is a link or device.")
+                yield member, tar, info
+    except (tarfile.TarError, EOFError, OSError) as error:
+        if isinstance(error, DataFormatError):
+            raise
+        raise DataFormatError(f"Archive {archive} is corrupt or truncated ({error}). Delete it and fetch it again "
+                              f"(`{PREFETCH_COMMAND}`), or point {CIFAR10_SOURCE_ENV} at a good copy.") from error
+
+
+# ----------------------------------------------------------------------------------- official CIFAR-10
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickler that rebuilds only numpy arrays and plain containers, nothing executable."""
+
+    ALLOWED = {("numpy._core.multiarray", "_reconstruct"), ("numpy", "ndarray"), ("numpy", "dtype"),
+               ("numpy._core.multiarray", "scalar")}
+
+    def find_class(self, module: str, name: str) -> Any:
+        """Resolve only the numpy array constructors that CIFAR-10 batches use."""
+        module = module.replace("numpy.core.", "numpy._core.")
+        if (module, name) not in self.ALLOWED:
+            raise DataFormatError(f"CIFAR-10 batch refers to {module}.{name}, which a data batch never needs; "
+                                  "refusing to unpickle it.")
+        return super().find_class(module, name)
+
+
+def _unpickle_batch(blob: bytes) -> dict[str, Any]:
+    """Decode one CIFAR-10 batch (pickled in Python 2) into a dict with str keys."""
+    raw = _CifarUnpickler(io.BytesIO(blob), encoding="bytes").load()
+    return {key.decode() if isinstance(key, bytes) else key: value for key, value in raw.items()}
+
+
+def parse_cifar10_archive(archive: Path) -> ImageData:
+    """Parse the official python-version archive (verified by hash, or chosen by the user) into arrays."""
+    batches: dict[str, dict[str, Any]] = {}
+    for member, tar, info in iter_archive(archive):
+        if info.isfile() and member.name.startswith(("data_batch_", "test_batch", "batches.meta")):
+            stream = tar.extractfile(info)
+            try:
+                batches[member.name] = _unpickle_batch(stream.read())
+            except (pickle.UnpicklingError, EOFError, AttributeError, ValueError) as error:
+                if isinstance(error, DataFormatError):
+                    raise
+                raise DataFormatError(f"Member {member} of {archive} is not a CIFAR-10 batch ({error}). Delete the "
+                                      f"archive and fetch it again (`{PREFETCH_COMMAND}`).") from error
+    expected = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]
+    missing = [name for name in expected if name not in batches]
+    if missing:
+        raise DataFormatError(f"Archive {archive} lacks {missing}; it is not the CIFAR-10 python archive. "
+                              f"Delete it and fetch it again (`{PREFETCH_COMMAND}`).")
+
+    def arrays(names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Stack batches into NHWC uint8 images and int64 labels."""
+        flat = np.concatenate([np.asarray(batches[name]["data"], dtype=np.uint8) for name in names])
+        labels = np.concatenate([np.asarray(batches[name]["labels"], dtype=np.int64) for name in names])
+        return flat.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy(), labels
+
+    x_train, y_train = arrays(expected[:5])
+    x_test, y_test = arrays(["test_batch"])
+    class_names = [n.decode() if isinstance(n, bytes) else n for n in batches["batches.meta"]["label_names"]]
+    identity = {"dataset": "cifar10", "source": "official python archive", "file": archive.name,
+                "sha256": sha256_of(archive), "num_train": len(y_train), "num_test": len(y_test)}
+    return ImageData(x_train, y_train, x_test, y_test, class_names, identity)
+
+
+def _download_help(what: str) -> str:
+    """Say how to retry a download or work without one."""
+    return (f"Nothing partial was kept. Retry by running the cell again or `{PREFETCH_COMMAND}`. Without a network: "
+            f"copy a pre-fetched data/ folder here, set {CIFAR10_SOURCE_ENV} to a local ImageFolder copy of {what} "
+            f"(folder or .tar.gz), or use DATASET='synthetic'.")
+
+
+def fetch_cifar10_archive(url: str = CIFAR10_URL, sha256: str = CIFAR10_SHA256, folder: Path | None = None) -> Path:
+    """Return the hash-checked official archive, downloading it once (with progress) unless offline."""
+    import pooch
+    import requests
+
+    folder = Path(folder) if folder else data_root() / "cifar10"
+    target = folder / CIFAR10_ARCHIVE
+    if is_offline():
+        if not target.exists():
+            raise DataUnavailableError(
+                f"CIFAR-10 is not cached at {target} and {OFFLINE_ENV}=1 forbids downloading it. Run "
+                f"`{PREFETCH_COMMAND}` on a machine with a network and copy its data/ folder here, or set "
+                f"{CIFAR10_SOURCE_ENV} to a local ImageFolder copy (folder or .tar.gz), or use DATASET='synthetic'.")
+        if sha256_of(target) != sha256:
+            raise DataFormatError(f"Cached archive {target} does not match its published SHA-256 (corrupt or "
+                                  f"truncated). Delete it, then run `{PREFETCH_COMMAND}` with a network.")
+        return target
+    try:
+        path = pooch.retrieve(url, known_hash=f"sha256:{sha256}", fname=CIFAR10_ARCHIVE, path=folder,
+                              progressbar=True)
+    except ValueError as error:  # pooch: hash mismatch; the bad download is already deleted
+        raise DataFormatError(f"Downloaded CIFAR-10 does not match its published SHA-256 ({error}). "
+                              + _download_help("CIFAR-10")) from error
+    except (requests.RequestException, OSError) as error:
+        raise DataUnavailableError(f"Downloading CIFAR-10 from {url} failed ({error}). "
+                                   + _download_help("CIFAR-10")) from error
+    return Path(path)
+
+
+def load_official_cifar10() -> ImageData:
+    """Load official CIFAR-10 from the compact cache, else from the archive (downloaded if needed)."""
+    cache = data_root() / "cifar10" / "cifar10-official.npz"
+    data = load_cache(cache)
+    if data is not None and data.identity.get("sha256") == CIFAR10_SHA256:
+        return data
+    archive = fetch_cifar10_archive()
+    data = parse_cifar10_archive(archive)
+    save_cache(cache, data)
+    return data
+
+
+# --------------------------------------------------------------------------------------- ImageFolder
+
+def _decode_image(blob: bytes, name: str, image_size: int | None) -> np.ndarray:
+    """Decode one image file to RGB uint8, resized to image_size when given."""
+    try:
+        with Image.open(io.BytesIO(blob)) as image:
+            rgb = image.convert("RGB")
+    except (OSError, UnidentifiedImageError, SyntaxError) as error:
+        raise DataFormatError(f"Cannot read image {name} ({error}). Replace or remove that file.") from error
+    if image_size and rgb.size != (image_size, image_size):
+        rgb = rgb.resize((image_size, image_size), Image.Resampling.BILINEAR)
+    return np.asarray(rgb)
+
+
+def _folder_files(root: Path) -> tuple[list[tuple[str, str, str, Callable[[], bytes]]], set[tuple[str, str]]]:
+    """List (split, class, name, reader) for every image under a folder, plus every class folder seen."""
+    files, class_dirs = [], set()
+    for split in ("train", "test"):
+        for class_dir in sorted(p for p in (root / split).iterdir() if p.is_dir()):
+            class_dirs.add((split, class_dir.name))
+            for file in sorted(class_dir.iterdir()):
+                if file.suffix.lower() in IMAGE_SUFFIXES:
+                    files.append((split, class_dir.name, str(file), file.read_bytes))
+    return files, class_dirs
+
+
+def _archive_files(archive: Path) -> tuple[list[tuple[str, str, str, bytes]], set[tuple[str, str]]]:
+    """Read (split, class, name, bytes) for every image in an ImageFolder tar, plus every class folder seen."""
+    files, class_dirs = [], set()
+    for member, tar, info in tqdm(iter_archive(archive), desc=f"reading {archive.name}", unit=" files",
+                                  mininterval=1.0):
+        parts = member.parts
+        if info.isdir() and len(parts) >= 2 and parts[-2] in ("train", "test"):
+            class_dirs.add((parts[-2], parts[-1]))  # an empty class folder exists only as this entry
+        elif info.isfile() and len(parts) >= 3 and parts[-3] in ("train", "test"):
+            class_dirs.add((parts[-3], parts[-2]))
+            if member.suffix.lower() in IMAGE_SUFFIXES:
+                files.append((parts[-3], parts[-2], f"{archive}:{member}", tar.extractfile(info).read()))
+    return files, class_dirs
+
+
+def _split_root(folder: Path) -> Path:
+    """Find the folder holding train/ and test/ (the folder itself or its only sub-folder)."""
+    if (folder / "train").is_dir():
+        return folder
+    children = [p for p in folder.iterdir() if p.is_dir() and (p / "train").is_dir()]
+    if len(children) == 1:
+        return children[0]
+    raise DataFormatError(f"{folder} is not an ImageFolder copy: expected {folder}/train/<class>/*.jpg and "
+                          f"{folder}/test/<class>/*.jpg (png, jpg or jpeg).")
+
+
+def folder_fingerprint(folder: Path) -> str:
+    """Hash the names, sizes and modification times of a folder's files (cheap change detection)."""
+    digest = hashlib.sha256()
+    for file in sorted(folder.rglob("*")):
+        if file.is_file():
+            stat = file.stat()
+            digest.update(f"{file.relative_to(folder)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def read_image_folder(source: Path, image_size: int | None = None) -> ImageData:
+    """Decode an ImageFolder tree (`train|test/<class>/*.jpg`), given as a folder or a tar archive."""
+    source = Path(source).expanduser()
+    if not source.exists():
+        raise DataUnavailableError(f"ImageFolder source {source} does not exist; check the path "
+                                   f"(or {CIFAR10_SOURCE_ENV}).")
+    if source.is_dir():
+        files, class_dirs = _folder_files(_split_root(source))
+    else:
+        files, class_dirs = _archive_files(source)
+    class_names = sorted({name for split, name in class_dirs if split == "train"})
+    test_names = sorted({name for split, name in class_dirs if split == "test"})
+    if not class_names or class_names != test_names:
+        raise DataFormatError(f"{source}: train classes {class_names} and test classes {test_names} must be the "
+                              "same non-empty set of folders.")
+    counts = {(split, name): 0 for split, name in class_dirs}
+    for split, name, _, _ in files:
+        counts[split, name] += 1
+    empty = [f"{split}/{name}" for (split, name), count in sorted(counts.items()) if count == 0]
+    if empty:
+        raise DataFormatError(f"{source}: class folder(s) {empty} hold no .png/.jpg/.jpeg image. Add images or "
+                              "remove the folder.")
+    index = {name: label for label, name in enumerate(class_names)}
+    images = {"train": [], "test": []}
+    labels = {"train": [], "test": []}
+    for split, name, path, blob in tqdm(files, desc="decoding images", unit=" img", mininterval=1.0):
+        images[split].append(_decode_image(blob if isinstance(blob, bytes) else blob(), path, image_size))
+        labels[split].append(index[name])
+    shapes = {image.shape for split in images for image in images[split]}
+    if len(shapes) > 1:
+        raise DataFormatError(f"{source}: images have different sizes {sorted(shapes)[:4]}; pass image_size=N to "
+                              "resize them all to N x N.")
+    identity = {"dataset": "imagefolder", "source": str(source.name), "image_size": image_size,
+                "num_train": len(labels["train"]), "num_test": len(labels["test"])}
+    return ImageData(np.stack(images["train"]), np.array(labels["train"], dtype=np.int64),
+                     np.stack(images["test"]), np.array(labels["test"], dtype=np.int64), class_names, identity)
+
+
+def load_image_folder(source: Path | str, image_size: int | None = None, dataset: str = "imagefolder") -> ImageData:
+    """Load an ImageFolder folder or archive through an .npz cache keyed by the source's fingerprint."""
+    source = Path(source).expanduser()
+    if not source.exists():
+        raise DataUnavailableError(f"ImageFolder source {source} does not exist; check the path "
+                                   f"(or {CIFAR10_SOURCE_ENV}).")
+    fingerprint = folder_fingerprint(source) if source.is_dir() else sha256_of(source)
+    stem = source.name.split(".")[0]
+    cache = data_root() / "imagefolder" / f"{stem}-{fingerprint[:16]}-{image_size or 'native'}.npz"
+    data = load_cache(cache)
+    if data is not None:
+        return data
+    data = read_image_folder(source, image_size)
+    data.identity.update(dataset=dataset, sha256=fingerprint,
+                         fingerprint="sha256 of the archive" if source.is_file() else "sha256 of names, sizes, mtimes")
+    save_cache(cache, data)
+    return data
+
+
+# ------------------------------------------------------------------------------------------ CIFAR-10
+
+def load_cifar10() -> ImageData:
+    """Load CIFAR-10: a local copy named by WORKBOOK_CIFAR10_SOURCE, else the official archive."""
+    source = os.environ.get(CIFAR10_SOURCE_ENV)
+    if not source:
+        return load_official_cifar10()
+    data = load_image_folder(source, dataset="cifar10")
+    if tuple(data.class_names) != CIFAR10_CLASSES:
+        raise DataFormatError(f"{CIFAR10_SOURCE_ENV}={source} has classes {data.class_names}, not CIFAR-10's "
+                              f"{list(CIFAR10_CLASSES)}. Point it at a CIFAR-10 copy or unset it.")
+    data.identity["source"] = f"local ImageFolder copy ({Path(source).name})"
+    return data
+
+
+# ----------------------------------------------------------------------------------------- synthetic
+
+def _patterns(label: int, count: int, rng: np.random.Generator) -> np.ndarray:
+    """Draw `count` 32x32 grey patterns in [0, 1] of one procedural class, with random phase and scale."""
+    yy, xx = np.mgrid[0:32, 0:32] / 32.0
+    freq = rng.uniform(2.0, 4.0, (count, 1, 1))
+    phase = rng.uniform(0, 2 * np.pi, (count, 1, 1))
+    cx, cy = rng.uniform(0.3, 0.7, (2, count, 1, 1))
+    radius = np.hypot(xx - cx, yy - cy)
+    wave = lambda u: 0.5 + 0.5 * np.sin(2 * np.pi * freq * u + phase)  # noqa: E731 - local shorthand
+    if label == 0:
+        return wave(yy + 0 * xx)
+    if label == 1:
+        return wave(xx + 0 * yy)
+    if label == 2:
+        return wave((xx + yy) / np.sqrt(2))
+    if label == 3:
+        return wave((xx - yy) / np.sqrt(2))
+    if label == 4:
+        return (np.sin(2 * np.pi * freq * xx + phase) * np.sin(2 * np.pi * freq * yy + phase) > 0).astype(float)
+    if label == 5:
+        return wave(2 * radius)
+    if label == 6:
+        return np.exp(-radius**2 / (2 * rng.uniform(0.08, 0.18, (count, 1, 1)) ** 2))
+    if label == 7:
+        angle = rng.uniform(0, 2 * np.pi, (count, 1, 1))
+        ramp = (xx - 0.5) * np.cos(angle) + (yy - 0.5) * np.sin(angle)
+        return np.clip(ramp + 0.5, 0, 1)
+    if label == 8:
+        return ((wave(xx + 0 * yy) * wave(yy + 0 * xx)) > 0.6).astype(float)
+    width = rng.uniform(0.002, 0.006, (count, 1, 1))
+    return np.clip(np.exp(-((xx - cx) ** 2) / width) + np.exp(-((yy - cy) ** 2) / width), 0, 1)
+
+
+def _synthetic_split(per_class: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Render `per_class` coloured, noisy images of each of the ten procedural classes."""
+    images, labels = [], []
+    for label in range(len(SYNTHETIC_CLASSES)):
+        pattern = _patterns(label, per_class, rng)[..., None]
+        low, high = rng.uniform(0, 1, (2, per_class, 1, 1, 3))
+        pixels = low * (1 - pattern) + high * pattern + rng.normal(0, 0.06, (per_class, 32, 32, 3))
+        images.append(np.clip(pixels * 255, 0, 255).astype(np.uint8))
+        labels.append(np.full(per_class, label, dtype=np.int64))
+    order = rng.permutation(per_class * len(SYNTHETIC_CLASSES))
+    return np.concatenate(images)[order], np.concatenate(labels)[order]
+
+
+SYNTHETIC_BANNER = """
+##################################################################################
+#  SYNTHETIC DATA: procedural 32x32 patterns in 10 classes, NOT CIFAR-10.        #
+#  Accuracies from this run say nothing about real images; metrics record        #
+#  dataset: synthetic. For CIFAR-10 run `make prefetch` (with a network) or      #
+#  set WORKBOOK_CIFAR10_SOURCE to a local copy.                                  #
+##################################################################################"""
+
+
+def make_synthetic(train_per_class: int = 500, test_per_class: int = 100, seed: int = 0) -> ImageData:
+    """Make CIFAR-shaped data with 10 learnable procedural classes, for runs with no data at all."""
+    if train_per_class < 1 or test_per_class < 1:
+        raise ValueError(f"train_per_class and test_per_class must be >= 1, got {train_per_class}, {test_per_class}")
+    print(SYNTHETIC_BANNER)
+    rng = np.random.default_rng(seed)
+    x_train, y_train = _synthetic_split(train_per_class, rng)
+    x_test, y_test = _synthetic_split(test_per_class, rng)
+    identity = {"dataset": "synthetic", "source": "helpers.data.make_synthetic", "seed": seed,
+                "num_train": len(y_train), "num_test": len(y_test)}
+    return ImageData(x_train, y_train, x_test, y_test, list(SYNTHETIC_CLASSES), identity)
+
+
+def load_dataset(name: str = "auto", synthetic_train_per_class: int = 500, synthetic_test_per_class: int = 100,
+                 seed: int = 0) -> ImageData:
+    """Load `cifar10`, `synthetic`, or `auto` (CIFAR-10 when it can be had, else synthetic, said loudly)."""
+    if name not in VALID_DATASETS:
+        raise ValueError(f"Unknown dataset {name!r}; valid datasets: {', '.join(VALID_DATASETS)}")
+    if name != "synthetic":
+        try:
+            data = load_cifar10()
+            print(f"Loaded {data}")
+            return data
+        except DataUnavailableError as error:
+            if name == "cifar10":
+                raise
+            print(f"CIFAR-10 is unavailable, so this run falls back to synthetic data.\nReason: {error}")
+    return make_synthetic(synthetic_train_per_class, synthetic_test_per_class, seed)

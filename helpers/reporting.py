@@ -1,0 +1,75 @@
+"""Run records and benchmark reports: JSON next to a markdown table, with configuration and versions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .paths import outputs_root
+from .runtime import environment_report
+
+
+def _jsonable(value: Any) -> Any:
+    """Turn numpy scalars and arrays and paths into plain JSON values."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"Cannot store {type(value).__name__} in JSON")
+
+
+def save_json(path: Path, record: dict[str, Any]) -> Path:
+    """Write a record as indented JSON, creating folders."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2, default=_jsonable) + "\n")
+    return path
+
+
+def run_dir(notebook: str, output_dir: str | None = None) -> Path:
+    """Return the folder a notebook run writes to: OUTPUT_DIR when given, else outputs/<notebook>/."""
+    folder = Path(output_dir) if output_dir else outputs_root() / notebook
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def save_run(folder: Path, config: dict[str, Any], data_identity: dict[str, Any], metrics: dict[str, Any],
+             **extra: Any) -> Path:
+    """Write metrics.json: full configuration, data identity, versions, device, then the metrics."""
+    record = {"config": config, "data": data_identity, "environment": environment_report(verbose=False),
+              "metrics": metrics, **extra}
+    path = save_json(folder / "metrics.json", record)
+    print(f"Run record written to {path}")
+    return path
+
+
+def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """Format rows as a GitHub markdown table, numbers to three decimals."""
+    cell = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_benchmark(name: str, rows: list[dict[str, Any]], columns: list[str], data_identity: dict[str, Any],
+                    notes: str = "") -> tuple[Path, Path]:
+    """Write outputs/benchmarks/<name>.json and .md with the rows, data identity, device and versions."""
+    folder = outputs_root() / "benchmarks"
+    env = environment_report(verbose=False)
+    json_path = save_json(folder / f"{name}.json", {"benchmark": name, "rows": rows, "data": data_identity,
+                                                     "environment": env, "notes": notes})
+    packages = ", ".join(f"{k} {v}" for k, v in env["packages"].items())
+    device = env["device"]
+    text = (f"# Benchmark: {name}\n\n{markdown_table(rows, columns)}\n\n"
+            f"- Data: {data_identity}\n- Device: {device['torch_device'] if 'torch_device' in device else 'cpu'}, "
+            f"{device['cpu_count']} CPU cores, CUDA {device['cuda'] or 'none'}\n"
+            f"- Python {env['python']} on {env['platform']}\n- Packages: {packages}\n- Time: {env['time_utc']}\n"
+            + (f"\n{notes}\n" if notes else ""))
+    md_path = folder / f"{name}.md"
+    md_path.write_text(text)
+    print(text)
+    return json_path, md_path
