@@ -13,6 +13,7 @@ import os
 import pickle
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -131,6 +132,20 @@ def check_member_name(name: str, archive: Path) -> PurePosixPath:
     return member
 
 
+def _corrupt(archive: Path, error: BaseException) -> DataFormatError:
+    """Build the error for an archive that cannot be read to its end."""
+    return DataFormatError(f"Archive {archive} is corrupt or truncated ({error}). Delete it and fetch it again "
+                           f"(`{PREFETCH_COMMAND}`), or point {CIFAR10_SOURCE_ENV} at a good copy.")
+
+
+def read_member(tar: tarfile.TarFile, info: tarfile.TarInfo, archive: Path) -> bytes:
+    """Read one archive member's bytes, reporting a truncated archive as such."""
+    try:
+        return tar.extractfile(info).read()
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
+        raise _corrupt(archive, error) from error
+
+
 def iter_archive(archive: Path) -> Iterator[tuple[PurePosixPath, tarfile.TarFile, tarfile.TarInfo]]:
     """Yield each file and folder of a tar archive after checking its name; never writes to disk."""
     try:
@@ -140,11 +155,8 @@ def iter_archive(archive: Path) -> Iterator[tuple[PurePosixPath, tarfile.TarFile
                 if not (info.isfile() or info.isdir()):
                     raise DataFormatError(f"Refusing archive {archive}: member {info.name!r} is a link or device.")
                 yield member, tar, info
-    except (tarfile.TarError, EOFError, OSError) as error:
-        if isinstance(error, DataFormatError):
-            raise
-        raise DataFormatError(f"Archive {archive} is corrupt or truncated ({error}). Delete it and fetch it again "
-                              f"(`{PREFETCH_COMMAND}`), or point {CIFAR10_SOURCE_ENV} at a good copy.") from error
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
+        raise _corrupt(archive, error) from error
 
 
 # ----------------------------------------------------------------------------------- official CIFAR-10
@@ -153,7 +165,7 @@ class _CifarUnpickler(pickle.Unpickler):
     """Unpickler that rebuilds only numpy arrays and plain containers, nothing executable."""
 
     ALLOWED = {("numpy._core.multiarray", "_reconstruct"), ("numpy", "ndarray"), ("numpy", "dtype"),
-               ("numpy._core.multiarray", "scalar")}
+               ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}  # encode: bytes in protocol 2
 
     def find_class(self, module: str, name: str) -> Any:
         """Resolve only the numpy array constructors that CIFAR-10 batches use."""
@@ -175,9 +187,9 @@ def parse_cifar10_archive(archive: Path) -> ImageData:
     batches: dict[str, dict[str, Any]] = {}
     for member, tar, info in iter_archive(archive):
         if info.isfile() and member.name.startswith(("data_batch_", "test_batch", "batches.meta")):
-            stream = tar.extractfile(info)
+            blob = read_member(tar, info, archive)
             try:
-                batches[member.name] = _unpickle_batch(stream.read())
+                batches[member.name] = _unpickle_batch(blob)
             except (pickle.UnpicklingError, EOFError, AttributeError, ValueError) as error:
                 if isinstance(error, DataFormatError):
                     raise
@@ -210,11 +222,12 @@ def _download_help(what: str) -> str:
             f"(folder or .tar.gz), or use DATASET='synthetic'.")
 
 
-def fetch_cifar10_archive(url: str = CIFAR10_URL, sha256: str = CIFAR10_SHA256, folder: Path | None = None) -> Path:
+def fetch_cifar10_archive(url: str | None = None, sha256: str | None = None, folder: Path | None = None) -> Path:
     """Return the hash-checked official archive, downloading it once (with progress) unless offline."""
     import pooch
     import requests
 
+    url, sha256 = url or CIFAR10_URL, sha256 or CIFAR10_SHA256
     folder = Path(folder) if folder else data_root() / "cifar10"
     target = folder / CIFAR10_ARCHIVE
     if is_offline():
@@ -288,7 +301,7 @@ def _archive_files(archive: Path) -> tuple[list[tuple[str, str, str, bytes]], se
         elif info.isfile() and len(parts) >= 3 and parts[-3] in ("train", "test"):
             class_dirs.add((parts[-3], parts[-2]))
             if member.suffix.lower() in IMAGE_SUFFIXES:
-                files.append((parts[-3], parts[-2], f"{archive}:{member}", tar.extractfile(info).read()))
+                files.append((parts[-3], parts[-2], f"{archive}:{member}", read_member(tar, info, archive)))
     return files, class_dirs
 
 
