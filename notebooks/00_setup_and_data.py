@@ -14,7 +14,7 @@
 # - See that the PyTorch and `tf.data` pipelines give the same tensors from the same images.
 #
 # **Estimated time** (measured on 2 CPU cores): about 30 s the first time with a local copy of CIFAR-10
-# (decoding 60,000 images), under 15 s afterwards; add the download of 163 MB the first time you fetch the
+# (decoding 60,000 images), under 15 s afterwards; add the download of 170 MB the first time you fetch the
 # official archive. A GPU does not change this notebook's time.
 #
 # **What the course needs**
