@@ -1,53 +1,81 @@
-"""PyTorch side of the shared data API: a Dataset over uint8 arrays and a DataLoader with augmentation."""
+"""PyTorch side of the shared data API: a Dataset over uint8 arrays and a DataLoader that augments per batch.
+
+Augmentation runs on whole batches (one gather for every image's own random crop), which is several
+times faster than per-image transforms on a CPU and works the same on a GPU.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
-from torchvision.transforms import v2
 
 from .data import normalization
 
 
-def make_transform(train: bool, image_size: int, native_size: int = 32, normalize: str = "cifar10") -> v2.Compose:
-    """Build the standard pipeline: (random crop with 4-pixel padding, flip,) scale, resize, normalize."""
-    mean, std = normalization(normalize)
-    steps: list[v2.Transform] = []
-    if train:
-        steps += [v2.RandomCrop(native_size, padding=4), v2.RandomHorizontalFlip()]
-    steps.append(v2.ToDtype(torch.float32, scale=True))
-    if image_size != native_size:
-        steps.append(v2.Resize((image_size, image_size), antialias=True))
-    steps.append(v2.Normalize(mean, std))
-    return v2.Compose(steps)
+def random_crop_flip(images: torch.Tensor, padding: int = 4, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Give each image of an NCHW batch its own random crop after zero padding, and flip half of them."""
+    n, channels, height, width = images.shape
+    padded = F.pad(images, (padding, padding, padding, padding))
+    dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
+    dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
+    rows = (dy[:, None] + torch.arange(height))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(width))[:, None, None, :]
+    cropped = padded[torch.arange(n)[:, None, None, None], torch.arange(channels)[None, :, None, None], rows, cols]
+    flip = torch.rand(n, generator=generator) < 0.5
+    return torch.where(flip[:, None, None, None], cropped.flip(3), cropped)
+
+
+class BatchTransform:
+    """Turn a uint8 NCHW batch into normalized floats: (augment,) scale to [0, 1], resize, normalize."""
+
+    def __init__(self, train: bool, image_size: int, normalize: str = "cifar10", seed: int = 0) -> None:
+        """Fix the augmentation switch, output size, normalization and the augmentation's own random stream."""
+        mean, std = normalization(normalize)
+        self.train, self.image_size = train, image_size
+        self.mean, self.std = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """Apply the pipeline to one batch."""
+        if self.train:
+            images = random_crop_flip(images, generator=self.generator)
+        images = images.float() / 255.0
+        if images.shape[-1] != self.image_size:
+            images = F.interpolate(images, size=(self.image_size, self.image_size), mode="bilinear",
+                                   align_corners=False, antialias=self.image_size < images.shape[-1])
+        return (images - self.mean) / self.std
 
 
 class ArrayDataset(Dataset):
-    """Images held in memory as uint8 NHWC arrays, served as CHW tensors through a transform."""
+    """Images held in memory as uint8 NHWC arrays, served as uint8 CHW tensors with int64 labels."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: v2.Compose | None = None) -> None:
+    def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:
         """Keep one CHW uint8 tensor of all images; labels become int64."""
         if len(images) != len(labels):
             raise ValueError(f"images and labels differ in length: {len(images)} vs {len(labels)}")
         self.images = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
         self.labels = torch.as_tensor(labels, dtype=torch.int64)
-        self.transform = transform
 
     def __len__(self) -> int:
         """Return the number of images."""
         return len(self.labels)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return one transformed image and its label."""
-        image = self.images[index]
-        return (self.transform(image) if self.transform else image), self.labels[index]
+        """Return one uint8 image and its label."""
+        return self.images[index], self.labels[index]
 
 
 def make_loader(images: np.ndarray, labels: np.ndarray, train: bool, image_size: int = 32, batch_size: int = 128,
-                normalize: str = "cifar10", seed: int = 0, num_workers: int = 0) -> DataLoader:
+                normalize: str = "cifar10", seed: int = 0) -> DataLoader:
     """Wrap arrays in a DataLoader: shuffled and augmented for training, in order for evaluation."""
-    transform = make_transform(train, image_size, native_size=images.shape[1], normalize=normalize)
-    return DataLoader(ArrayDataset(images, labels, transform), batch_size=batch_size, shuffle=train,
-                      generator=torch.Generator().manual_seed(seed), num_workers=num_workers,
-                      pin_memory=torch.cuda.is_available(), persistent_workers=num_workers > 0)
+    transform = BatchTransform(train, image_size, normalize, seed)
+
+    def collate(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stack a batch and transform it in one go."""
+        images_, labels_ = zip(*batch, strict=True)
+        return transform(torch.stack(images_)), torch.stack(labels_)
+
+    return DataLoader(ArrayDataset(images, labels), batch_size=batch_size, shuffle=train, collate_fn=collate,
+                      generator=torch.Generator().manual_seed(seed), pin_memory=torch.cuda.is_available())

@@ -164,12 +164,12 @@ assert largest_gap < 1e-4, "the PyTorch and tf.data pipelines disagree"
 # sometimes mirrored copy, which is a cheap way to get more out of few labels.
 
 # %%
-augment = torch_data.make_transform(train=True, image_size=32, normalize="cifar10")
-image = torch.from_numpy(cifar.x_train[0]).permute(2, 0, 1)
-mean, std = (torch.tensor(v).view(3, 1, 1) for v in data.normalization("cifar10"))
+copies = np.repeat(cifar.x_train[:1], 8, axis=0)
+views, _ = next(iter(torch_data.make_loader(copies, np.zeros(8, dtype=int), train=True, batch_size=8, seed=SEED)))
+mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in data.normalization("cifar10"))
 fig, axes = plt.subplots(1, 8, figsize=(10, 1.6))
-for ax in axes:
-    ax.imshow((augment(image) * std + mean).clamp(0, 1).permute(1, 2, 0).numpy(), interpolation="nearest")
+for ax, view in zip(axes, (views * std + mean).clamp(0, 1).permute(0, 2, 3, 1).numpy(), strict=True):
+    ax.imshow(view, interpolation="nearest")
     ax.axis("off")
 fig.suptitle(f"eight augmented views of one '{cifar.class_names[cifar.y_train[0]]}'")
 plt.show()
