@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROFILE ?= auto
 
-.PHONY: setup course test lab prefetch bench sync clean-outputs
+.PHONY: setup course test lab prefetch bench bench-data bench-torch sync clean-outputs
 
 setup: $(STAMP)
 
@@ -33,8 +33,13 @@ lab: setup
 prefetch: setup
 	$(BIN)/python -m helpers.prefetch
 
-bench: setup
+bench: bench-data bench-torch
+
+bench-data: setup
 	$(BIN)/python -m benchmarks.data_loading
+
+bench-torch: setup
+	$(BIN)/python -m benchmarks.pytorch_transfer
 
 sync: setup
 	$(BIN)/jupytext --sync notebooks/[0-9][0-9]_*.py

@@ -16,17 +16,12 @@ import time
 from pathlib import Path
 
 from helpers.data import load_image_folder
-from helpers.paths import CIFAR10_SOURCE_ENV, DATA_ENV, PROJECT_ROOT
+from helpers.paths import CIFAR10_SOURCE_ENV, DATA_ENV
 from helpers.reporting import write_benchmark
 
-DEFAULT_SOURCE = PROJECT_ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz"
-JPEG_COPY_SHA256 = "df7bfe88891954fd34fb2b4a082f29fae2adc2a2a4b02b8b42955c5f87fe3e21"
+from .common import JPEG_COPY, data_name
+
 TARGETS = {"cold": 30.0, "cached": 2.0}
-
-
-def data_name(identity: dict) -> str:
-    """Name the data as reports must: the JPEG copy is not the official CIFAR-10."""
-    return "CIFAR-10 (JPEG copy)" if identity.get("sha256") == JPEG_COPY_SHA256 else f"ImageFolder {identity['source']}"
 
 
 def timed_load(source: Path) -> tuple[float, object]:
@@ -39,7 +34,7 @@ def timed_load(source: Path) -> tuple[float, object]:
 def main(argv: list[str] | None = None) -> int:
     """Time a cold load and three cached loads; write the report; exit 1 if a target is missed."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("source", nargs="?", default=os.environ.get(CIFAR10_SOURCE_ENV) or DEFAULT_SOURCE, type=Path)
+    parser.add_argument("source", nargs="?", default=os.environ.get(CIFAR10_SOURCE_ENV) or JPEG_COPY, type=Path)
     args = parser.parse_args(argv)
     if not args.source.exists():
         print(f"No CIFAR-10 copy at {args.source}: pass a path or set {CIFAR10_SOURCE_ENV}.", file=sys.stderr)

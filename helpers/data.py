@@ -36,6 +36,7 @@ VALID_DATASETS = ("auto", "cifar10", "synthetic")
 NORMALIZATION = {  # per-channel (mean, std) of the images a backbone was trained on
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "unit": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),  # plain [0, 1]: keras.applications preprocess inside the model
 }
 
 
@@ -70,7 +71,7 @@ class ImageData:
 
 
 def normalization(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Return (mean, std) per channel for `cifar10` or `imagenet` normalization."""
+    """Return (mean, std) per channel for `cifar10`, `imagenet` or `unit` normalization."""
     if name not in NORMALIZATION:
         raise ValueError(f"Unknown normalization {name!r}; valid: {', '.join(NORMALIZATION)}")
     return NORMALIZATION[name]

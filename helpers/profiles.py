@@ -17,6 +17,48 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "cpu": {"examples_per_class": 8, "synthetic_train_per_class": 500, "synthetic_test_per_class": 100},
         "full": {"examples_per_class": 10, "synthetic_train_per_class": 5000, "synthetic_test_per_class": 1000},
     },
+    "01_concepts": {
+        "smoke": {"label_counts": [5, 20], "source_per_class": 100, "source_steps": 8, "target_steps": 4,
+                  "synthetic_train_per_class": 100, "synthetic_test_per_class": 20},
+        "cpu": {"label_counts": [10, 50, 250], "source_per_class": 2000, "source_steps": 400, "target_steps": 150,
+                "synthetic_train_per_class": 500, "synthetic_test_per_class": 100},
+        "full": {"label_counts": [10, 25, 50, 100, 250, 1000], "source_per_class": 4500, "source_steps": 2000,
+                 "target_steps": 400, "synthetic_train_per_class": 2000, "synthetic_test_per_class": 400},
+    },
+    "02_math_of_transfer": {
+        "smoke": {"images_per_task": 200, "synthetic_train_per_class": 60, "synthetic_test_per_class": 60},
+        "cpu": {"images_per_task": 1000, "synthetic_train_per_class": 300, "synthetic_test_per_class": 300},
+        "full": {"images_per_task": 2000, "synthetic_train_per_class": 500, "synthetic_test_per_class": 500},
+    },
+    "03_pretrain_source_model": {
+        "smoke": {"num_epochs": 2, "train_per_class": 300, "batch_size": 128, "lr": 0.1,
+                  "synthetic_train_per_class": 300, "synthetic_test_per_class": 50},
+        "cpu": {"num_epochs": 15, "train_per_class": None, "batch_size": 128, "lr": 0.1,
+                "synthetic_train_per_class": 1000, "synthetic_test_per_class": 200},
+        "full": {"num_epochs": 40, "train_per_class": None, "batch_size": 128, "lr": 0.1,
+                 "synthetic_train_per_class": 5000, "synthetic_test_per_class": 1000},
+    },
+    "04_keras_finetuning": {
+        "smoke": {"num_epochs": 1, "min_steps": 3, "batch_size": 64, "lr": 0.01, "labels_per_class": 20,
+                  "imagenet_image_size": 32, "synthetic_train_per_class": 100, "synthetic_test_per_class": 20},
+        "cpu": {"num_epochs": 15, "min_steps": 200, "batch_size": 64, "lr": 0.01, "labels_per_class": 500,
+                "imagenet_image_size": 96, "synthetic_train_per_class": 1000, "synthetic_test_per_class": 200},
+        "full": {"num_epochs": 10, "min_steps": 500, "batch_size": 128, "lr": 0.01, "labels_per_class": None,
+                 "imagenet_image_size": 224, "synthetic_train_per_class": 5000, "synthetic_test_per_class": 1000},
+    },
+    "05_pytorch_finetuning": {
+        "smoke": {"num_epochs": 1, "min_steps": 3, "batch_size": 64, "lr": 0.01, "labels_per_class": 20,
+                  "imagenet_image_size": 32, "synthetic_train_per_class": 100, "synthetic_test_per_class": 20},
+        "cpu": {"num_epochs": 15, "min_steps": 200, "batch_size": 64, "lr": 0.01, "labels_per_class": 500,
+                "imagenet_image_size": 64, "synthetic_train_per_class": 1000, "synthetic_test_per_class": 200},
+        "full": {"num_epochs": 10, "min_steps": 500, "batch_size": 128, "lr": 0.01, "labels_per_class": None,
+                 "imagenet_image_size": 224, "synthetic_train_per_class": 5000, "synthetic_test_per_class": 1000},
+    },
+    "06_evaluation": {
+        "smoke": {"bootstrap_resamples": 200},
+        "cpu": {"bootstrap_resamples": 2000},
+        "full": {"bootstrap_resamples": 5000},
+    },
 }
 
 

@@ -61,16 +61,25 @@ def source_target_split(data: ImageData) -> tuple[ImageData, ImageData]:
     return task_data(data, "source"), task_data(data, "target")
 
 
-def get_split(data: ImageData, split: str, val_fraction: float = 0.1, seed: int = 0,
-              labels_per_class: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Return (images, labels) of `train`, `val` or `test`; train and val come from the training set."""
+def split_indices(data: ImageData, split: str, val_fraction: float = 0.1, seed: int = 0,
+                  labels_per_class: int | None = None) -> np.ndarray:
+    """Return the indices of `train` or `val` within data.x_train (`test` is the whole test set)."""
     if split not in VALID_SPLITS:
         raise ValueError(f"Unknown split {split!r}; valid splits: {', '.join(VALID_SPLITS)}")
     if split == "test":
-        return data.x_test, data.y_test
+        return np.arange(len(data.y_test))
     train, val = stratified_split(data.y_train, val_fraction, seed)
     if split == "val":
-        return data.x_train[val], data.y_train[val]
+        return val
     if labels_per_class is not None:
         train = train[sample_per_class(data.y_train[train], labels_per_class, seed)]
-    return data.x_train[train], data.y_train[train]
+    return train
+
+
+def get_split(data: ImageData, split: str, val_fraction: float = 0.1, seed: int = 0,
+              labels_per_class: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Return (images, labels) of `train`, `val` or `test`; train and val come from the training set."""
+    indices = split_indices(data, split, val_fraction, seed, labels_per_class)
+    if split == "test":
+        return data.x_test, data.y_test
+    return data.x_train[indices], data.y_train[indices]

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .paths import OFFLINE_ENV, PREFETCH_COMMAND, is_offline
 from .runtime import import_tensorflow
@@ -79,9 +82,15 @@ def _download(entry: WeightFile) -> None:
 
         torchvision.models.get_model_weights(entry.model).DEFAULT.get_state_dict(progress=True, check_hash=True)
         return
-    import_tensorflow()
+    keras_application(entry.model)(weights="imagenet", include_top=False, input_shape=(224, 224, 3))
+
+
+def keras_application(model: str) -> Callable[..., Any]:
+    """Return the keras.applications constructor of a backbone the course uses."""
+    if "keras" not in sys.modules:
+        import_tensorflow()  # TensorFlow after triton, see runtime.import_tensorflow
     import keras
 
     constructors = {"mobilenet_v2": keras.applications.MobileNetV2, "efficientnetb0": keras.applications.EfficientNetB0,
                     "vgg16": keras.applications.VGG16}
-    constructors[entry.model](weights="imagenet", include_top=False, input_shape=(224, 224, 3))
+    return constructors[model]

@@ -259,7 +259,7 @@ def test_auto_falls_back_to_synthetic_offline_and_cifar10_does_not(data_root, ca
 def test_unknown_dataset_and_normalization_list_valid_names():
     with pytest.raises(ValueError, match="auto, cifar10, synthetic"):
         data.load_dataset("mnist")
-    with pytest.raises(ValueError, match="cifar10, imagenet"):
+    with pytest.raises(ValueError, match="cifar10, imagenet, unit"):
         data.normalization("coco")
 
 

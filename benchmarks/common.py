@@ -1,0 +1,39 @@
+"""What every benchmark shares: naming the data honestly and summarizing seeds."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from helpers.paths import CIFAR10_SOURCE_ENV, OFFLINE_ENV, PROJECT_ROOT
+
+JPEG_COPY = PROJECT_ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz"
+JPEG_COPY_SHA256 = "df7bfe88891954fd34fb2b4a082f29fae2adc2a2a4b02b8b42955c5f87fe3e21"
+
+
+def data_name(identity: dict) -> str:
+    """Name the data as reports must: the JPEG copy is not the official CIFAR-10."""
+    if identity.get("sha256") == JPEG_COPY_SHA256:
+        return "CIFAR-10 (JPEG copy)"
+    if identity.get("dataset") == "synthetic":
+        return "synthetic"
+    return f"{identity.get('dataset')} ({identity.get('source')})"
+
+
+def use_offline_jpeg_copy(source: Path | None = None) -> Path:
+    """Run offline on a local CIFAR-10 copy: the given one, $WORKBOOK_CIFAR10_SOURCE, or the shared JPEG copy."""
+    chosen = Path(source or os.environ.get(CIFAR10_SOURCE_ENV) or JPEG_COPY)
+    if not chosen.exists():
+        raise SystemExit(f"No CIFAR-10 copy at {chosen}: pass --source PATH or set {CIFAR10_SOURCE_ENV}.")
+    os.environ[CIFAR10_SOURCE_ENV] = str(chosen.resolve())
+    os.environ[OFFLINE_ENV] = "1"
+    return chosen
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Mean, standard deviation, min and max of per-seed results."""
+    array = np.asarray(values, dtype=float)
+    return {"mean": float(array.mean()), "std": float(array.std(ddof=1)) if len(array) > 1 else 0.0,
+            "min": float(array.min()), "max": float(array.max()), "n": len(array)}

@@ -1,0 +1,180 @@
+"""Keras side of transfer: keras.applications backbones and a Keras copy of the course source model.
+
+The Keras course model has the PyTorch course model's architecture and *its trained weights*, copied layer
+by layer (and checked to give the same outputs), so both frameworks transfer from the same source.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from .data import sha256_of
+from .models import checkpoint_path, ensure_course_checkpoint, load_checkpoint
+from .paths import OFFLINE_ENV, PREFETCH_COMMAND, data_root, is_offline
+from .weights import keras_application, weight_file
+
+VALID_BACKENDS = ("tensorflow", "torch")
+KERAS_MODELS = ("mobilenet_v2", "efficientnetb0", "vgg16")
+VALID_KERAS_MODELS = ("course_net", *KERAS_MODELS)
+VALID_WEIGHTS = ("imagenet", "course", "none", "auto")
+TOP_BLOCK_PREFIX = {"course_net": "stage3", "mobilenet_v2": "block_16", "efficientnetb0": "block7", "vgg16": "block5"}
+
+
+def import_keras(backend: str = "tensorflow") -> Any:
+    """Select the Keras backend (before Keras is first imported) and import Keras."""
+    if backend not in VALID_BACKENDS:
+        raise ValueError(f"Unknown Keras backend {backend!r}; valid backends: {', '.join(VALID_BACKENDS)}")
+    import sys
+
+    if "keras" in sys.modules and os.environ.get("KERAS_BACKEND", "tensorflow") != backend:
+        raise RuntimeError(f"Keras is already imported with backend {os.environ.get('KERAS_BACKEND', 'tensorflow')!r};"
+                           " restart the kernel to switch backends.")
+    os.environ["KERAS_BACKEND"] = backend
+    if backend == "tensorflow":
+        from .runtime import import_tensorflow
+
+        import_tensorflow()
+    import keras
+
+    return keras
+
+
+def check_keras_image_size(model: str, image_size: int) -> None:
+    """Refuse input sizes below a backbone's minimum, saying the minimum."""
+    smallest = 8 if model == "course_net" else 32
+    if image_size < smallest:
+        raise ValueError(f"{model} needs inputs of at least {smallest}x{smallest}, got {image_size}x{image_size}.")
+
+
+def course_net_keras(num_classes: int = 5, widths: tuple[int, ...] = (16, 32, 64, 128),
+                     image_size: int = 32) -> tuple[Any, Any]:
+    """Build the course network in Keras: (feature extractor model, head layer), layers named like PyTorch's."""
+    import keras
+    from keras import layers
+
+    def conv_bn(x: Any, channels: int, name: str) -> Any:
+        """Convolution, batch norm (PyTorch's epsilon and momentum), ReLU."""
+        x = layers.Conv2D(channels, 3, padding="same", use_bias=False, name=f"{name}.0")(x)
+        x = layers.BatchNormalization(epsilon=1e-5, momentum=0.9, name=f"{name}.1")(x)
+        return layers.ReLU(name=f"{name}.2")(x)
+
+    inputs = keras.Input((image_size, image_size, 3))
+    x = conv_bn(inputs, widths[0], "stem")
+    for stage, channels in enumerate(widths[1:], 1):
+        x = layers.MaxPooling2D(2, name=f"stage{stage}.pool")(conv_bn(x, channels, f"stage{stage}.widen"))
+        x = layers.Add(name=f"stage{stage}.add")([x, conv_bn(x, channels, f"stage{stage}.residual")])
+    x = layers.GlobalMaxPooling2D(name="pool")(x)
+    features = layers.BatchNormalization(epsilon=1e-5, momentum=0.9, name="norm")(x)
+    return keras.Model(inputs, features, name="course_net"), layers.Dense(num_classes, name="head")
+
+
+def copy_torch_weights(torch_model: Any, base: Any, head: Any) -> None:
+    """Copy the PyTorch course model's weights into the Keras one (convolutions, batch norms, head)."""
+    state = {k: v.detach().cpu().numpy() for k, v in torch_model.state_dict().items()}
+    for layer in base.layers:
+        key = f"features.{layer.name}"
+        if layer.__class__.__name__ == "Conv2D":
+            layer.set_weights([state[f"{key}.weight"].transpose(2, 3, 1, 0)])
+        elif layer.__class__.__name__ == "BatchNormalization":
+            layer.set_weights([state[f"{key}.{n}"] for n in ("weight", "bias", "running_mean", "running_var")])
+    if not head.built:
+        head.build((None, base.output.shape[-1]))
+    head.set_weights([state["head.weight"].T, state["head.bias"]])
+
+
+def course_base(profile: str, dataset: str = "auto") -> tuple[Any, Any, dict[str, Any]]:
+    """Return the Keras course model (base, source head) built from the PyTorch checkpoint, cached on disk."""
+    import keras
+
+    torch_path = ensure_course_checkpoint(profile, dataset)
+    torch_sha = json.loads(torch_path.with_suffix(".json").read_text())["sha256"]
+    cached = data_root() / "checkpoints" / f"course_source_model_{profile}.keras.weights.h5"
+    record = cached.with_suffix(".json")
+    torch_model, meta = load_checkpoint(torch_path)
+    base, head = course_net_keras(len(meta["classes"]), tuple(meta["widths"]))
+    model = keras.Sequential([base, head])
+    if record.exists() and json.loads(record.read_text()).get("torch_sha256") == torch_sha \
+            and sha256_of(cached) == json.loads(record.read_text()).get("sha256"):
+        model.load_weights(cached)
+    else:
+        copy_torch_weights(torch_model, base, head)
+        model.save_weights(cached)
+        record.write_text(json.dumps({"torch_sha256": torch_sha, "sha256": sha256_of(cached)}))
+    info = {"weights": "course", "model": "course_net", "checkpoint": str(cached), "sha256": sha256_of(cached),
+            "ported_from": str(checkpoint_path(profile)), "torch_sha256": torch_sha,
+            "source_test_acc_pytorch": meta["source_test_acc"]}
+    return base, head, info
+
+
+def application_base(model: str, image_size: int, pretrained: bool) -> Any:
+    """Build a keras.applications backbone without its top, global-average-pooled to a feature vector."""
+    entry = weight_file("keras", model)
+    if pretrained and is_offline() and not entry.is_cached():
+        raise FileNotFoundError(f"ImageNet weights for Keras {model} are not cached at {entry.path} and "
+                                f"{OFFLINE_ENV}=1. Run `{PREFETCH_COMMAND}` with a network, or use "
+                                "WEIGHTS='course' (offline) or WEIGHTS='auto'.")
+    try:
+        return keras_application(model)(include_top=False, weights="imagenet" if pretrained else None,
+                                   input_shape=(image_size, image_size, 3), pooling="avg")
+    except Exception as error:  # Keras raises a bare Exception when the download fails
+        if isinstance(error, ValueError):
+            raise
+        raise OSError(f"ImageNet weights for Keras {model} could not be downloaded ({error}).") from error
+
+
+def preprocessing(model: str) -> Any:
+    """Map [0, 1] images to what a backbone expects (the pipeline gives [0, 1] with normalize='unit')."""
+    from keras import layers
+
+    if model == "mobilenet_v2":
+        return layers.Rescaling(2.0, offset=-1.0, name="to_minus1_1")
+    if model == "efficientnetb0":
+        return layers.Rescaling(255.0, name="to_0_255")  # EfficientNet normalizes inside
+    bgr_mean = np.array([103.939, 116.779, 123.68], dtype="float32")
+    return layers.Lambda(lambda x: x[..., ::-1] * 255.0 - bgr_mean, name="caffe_bgr")  # VGG16
+
+
+def source_base(weights: str, model: str, profile: str, image_size: int,
+                dataset: str = "auto") -> tuple[Any, Any | None, dict[str, Any]]:
+    """Return (base, source head or None, weights record); `auto` falls back loudly to the course model."""
+    if weights not in VALID_WEIGHTS:
+        raise ValueError(f"Unknown weights {weights!r}; valid weights: {', '.join(VALID_WEIGHTS)}")
+    if model not in VALID_KERAS_MODELS:
+        raise ValueError(f"Unknown backbone {model!r}; valid backbones: {', '.join(VALID_KERAS_MODELS)}")
+    check_keras_image_size(model, image_size)
+    if weights == "none":
+        base = course_net_keras(image_size=image_size)[0] if model == "course_net" else \
+            application_base(model, image_size, pretrained=False)
+        return base, None, {"weights": "none", "model": model}
+    if weights in ("imagenet", "auto") and model != "course_net":
+        try:
+            base = application_base(model, image_size, pretrained=True)
+            return base, None, {"weights": "imagenet", "model": model, "file": weight_file("keras", model).filename}
+        except (FileNotFoundError, OSError) as error:
+            if weights == "imagenet":
+                raise
+            print(f"\n{'!' * 90}\n!! ImageNet weights for Keras {model} are unavailable: {error}\n"
+                  f"!! Falling back to the course's own source model (WEIGHTS='course'). Run `{PREFETCH_COMMAND}` "
+                  f"with a network to use ImageNet weights.\n{'!' * 90}\n")
+    base, head, info = course_base(profile, dataset)
+    return base, head, info
+
+
+def top_block_layers(base: Any, model: str) -> list[Any]:
+    """Return the layers of a base from its last block to the end (what `finetune_top` unfreezes)."""
+    names = [layer.name for layer in base.layers]
+    first = next(i for i, name in enumerate(names) if name.startswith(TOP_BLOCK_PREFIX[model]))
+    return base.layers[first:]
+
+
+def history_rows(history: Any, offset: int = 0) -> list[dict[str, float]]:
+    """Turn a Keras History into the per-epoch rows the PyTorch notebook writes."""
+    logs = history.history
+    names = {"loss": "train_loss", "categorical_accuracy": "train_acc", "val_loss": "val_loss",
+             "val_categorical_accuracy": "val_acc"}
+    return [{"epoch": offset + i + 1, **{new: float(logs[old][i]) for old, new in names.items() if old in logs}}
+            for i in range(len(logs["loss"]))]

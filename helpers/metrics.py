@@ -1,0 +1,103 @@
+"""Evaluation metrics: scikit-learn where it has the metric, small tested functions where it does not."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+from sklearn.metrics import (
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+    roc_auc_score,
+    top_k_accuracy_score,
+)
+
+
+def _check(labels: np.ndarray, probs: np.ndarray) -> None:
+    """Refuse probability tables that do not match the labels."""
+    if probs.ndim != 2 or len(probs) != len(labels):
+        raise ValueError(f"probs must be (n, classes) with n = {len(labels)} labels, got shape {probs.shape}")
+
+
+def classification_summary(labels: np.ndarray, probs: np.ndarray, class_names: list[str]) -> dict:
+    """Accuracy, top-2 accuracy, macro and weighted F1, one-vs-rest ROC-AUC, and per-class P/R/F1."""
+    _check(labels, probs)
+    preds = probs.argmax(1)
+    classes = np.arange(probs.shape[1])
+    precision, recall, f1, support = precision_recall_fscore_support(labels, preds, labels=classes, zero_division=0)
+    return {
+        "accuracy": float((preds == labels).mean()),
+        "top2_accuracy": float(top_k_accuracy_score(labels, probs, k=2, labels=classes)),
+        "macro_f1": float(f1_score(labels, preds, average="macro", labels=classes, zero_division=0)),
+        "weighted_f1": float(f1_score(labels, preds, average="weighted", labels=classes, zero_division=0)),
+        "roc_auc_ovr": float(roc_auc_score(labels, probs / probs.sum(1, keepdims=True), multi_class="ovr",
+                                           labels=classes)),
+        "per_class": {name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+                      for name, p, r, f, s in zip(class_names, precision, recall, f1, support, strict=True)},
+    }
+
+
+def confusion(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> np.ndarray:
+    """Confusion matrix: rows are true classes, columns predicted ones."""
+    return confusion_matrix(labels, preds, labels=np.arange(num_classes))
+
+
+def most_confused(matrix: np.ndarray, class_names: list[str], top: int = 5) -> list[tuple[str, str, int]]:
+    """Return the largest off-diagonal counts as (true class, predicted class, count)."""
+    off = matrix.copy()
+    np.fill_diagonal(off, 0)
+    order = np.dstack(np.unravel_index(np.argsort(off, axis=None)[::-1], off.shape))[0][:top]
+    return [(class_names[i], class_names[j], int(off[i, j])) for i, j in order if off[i, j] > 0]
+
+
+def reliability(labels: np.ndarray, probs: np.ndarray, bins: int = 15) -> dict[str, np.ndarray]:
+    """Per confidence bin: mean confidence, accuracy and count (the data of a reliability diagram)."""
+    _check(labels, probs)
+    confidence, correct = probs.max(1), probs.argmax(1) == labels
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    count = np.bincount(which, minlength=bins)
+    safe = np.maximum(count, 1)
+    return {"edges": edges, "count": count, "confidence": np.bincount(which, confidence, bins) / safe,
+            "accuracy": np.bincount(which, correct.astype(float), bins) / safe}
+
+
+def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, bins: int = 15) -> float:
+    """ECE: the count-weighted mean gap between confidence and accuracy over equal-width bins."""
+    table = reliability(labels, probs, bins)
+    return float((table["count"] * np.abs(table["accuracy"] - table["confidence"])).sum() / len(labels))
+
+
+def fit_temperature(val_labels: np.ndarray, val_logits: np.ndarray) -> float:
+    """Temperature scaling (Guo et al. 2017): the T > 0 minimizing validation NLL of softmax(logits / T)."""
+    _check(val_labels, val_logits)
+
+    def nll(log_t: float) -> float:
+        """Mean negative log-likelihood at temperature exp(log_t)."""
+        scaled = val_logits / np.exp(log_t)
+        scaled = scaled - scaled.max(1, keepdims=True)
+        log_probs = scaled - np.log(np.exp(scaled).sum(1, keepdims=True))
+        return float(-log_probs[np.arange(len(val_labels)), val_labels].mean())
+
+    return float(np.exp(minimize_scalar(nll, bounds=(-3, 3), method="bounded").x))
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax of logits / temperature."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    scaled = logits / temperature
+    scaled = np.exp(scaled - scaled.max(1, keepdims=True))
+    return scaled / scaled.sum(1, keepdims=True)
+
+
+def bootstrap_accuracy(labels: np.ndarray, preds: np.ndarray, level: float = 0.95, resamples: int = 2000,
+                       seed: int = 0) -> tuple[float, float, float]:
+    """Accuracy with a percentile bootstrap confidence interval: (accuracy, low, high)."""
+    if not 0 < level < 1:
+        raise ValueError(f"level must be between 0 and 1, got {level}")
+    correct = (np.asarray(preds) == np.asarray(labels)).astype(float)
+    rng = np.random.default_rng(seed)
+    means = correct[rng.integers(0, len(correct), (resamples, len(correct)))].mean(1)
+    tail = (1 - level) / 2 * 100
+    return float(correct.mean()), float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))

@@ -1,0 +1,246 @@
+"""Models for transfer in PyTorch: the course's compact source CNN, torchvision backbones, checkpoints.
+
+Every model here has the same two parts, `features` (the transferable extractor) and `head` (the
+task-specific classifier), so each fine-tuning strategy can name what it freezes and what it replaces.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .data import sha256_of
+from .paths import OFFLINE_ENV, PREFETCH_COMMAND, data_root, is_offline
+
+VALID_WEIGHTS = ("imagenet", "course", "none", "auto")
+TORCHVISION_MODELS = ("resnet18", "resnet34", "resnet50", "mobilenet_v3_small", "efficientnet_b0")
+VALID_MODELS = ("course_net", *TORCHVISION_MODELS)
+
+
+def conv_bn(c_in: int, c_out: int) -> nn.Sequential:
+    """3x3 convolution, batch norm, ReLU: the unit every block is made of."""
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+
+
+class ResidualStage(nn.Module):
+    """Widen, halve the resolution, then one residual unit: x <- x + f(x)."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        """Build the widening unit, the pooling and the residual unit."""
+        super().__init__()
+        self.widen, self.pool, self.residual = conv_bn(c_in, c_out), nn.MaxPool2d(2), conv_bn(c_out, c_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the stage."""
+        x = self.pool(self.widen(x))
+        return x + self.residual(x)
+
+
+class TransferNet(nn.Module):
+    """A feature extractor followed by a linear head: the shape every strategy works on."""
+
+    def __init__(self, features: nn.Module, head: nn.Linear, name: str) -> None:
+        """Keep the two parts and a name for records."""
+        super().__init__()
+        self.features, self.head, self.name = features, head, name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return class scores (logits)."""
+        return self.head(self.features(x))
+
+    @property
+    def feature_dim(self) -> int:
+        """Return the width of the features the head reads."""
+        return self.head.in_features
+
+
+def course_net(num_classes: int = 5, widths: tuple[int, int, int, int] = (16, 32, 64, 128)) -> TransferNet:
+    """Build the course's compact ResNet-style CNN for 32x32 images (about 0.3 M parameters)."""
+    stem, w1, w2, w3 = widths
+    features = nn.Sequential(OrderedDict(
+        stem=conv_bn(3, stem), stage1=ResidualStage(stem, w1), stage2=ResidualStage(w1, w2),
+        stage3=ResidualStage(w2, w3), pool=nn.AdaptiveMaxPool2d(1), flatten=nn.Flatten(),
+        norm=nn.BatchNorm1d(w3)))  # normalized features keep high learning rates stable
+    return TransferNet(features, nn.Linear(w3, num_classes), "course_net")
+
+
+def torchvision_net(model: str, pretrained: bool) -> TransferNet:
+    """Build a torchvision backbone, ImageNet weights when `pretrained`, keeping its 1000-class head."""
+    import torchvision
+
+    if model not in TORCHVISION_MODELS:
+        raise ValueError(f"Unknown model {model!r}; valid models: {', '.join(VALID_MODELS)}")
+    weights = torchvision.models.get_model_weights(model).DEFAULT if pretrained else None
+    if pretrained:
+        _require_imagenet_weights(model, weights.url)
+    net = torchvision.models.get_model(model, weights=weights)
+    if hasattr(net, "fc"):  # ResNets
+        head, net.fc = net.fc, nn.Identity()
+    else:  # MobileNet, EfficientNet: the last Linear of the classifier
+        head, net.classifier[-1] = net.classifier[-1], nn.Identity()
+    return TransferNet(net, head, model)
+
+
+def check_image_size(model: str, image_size: int) -> None:
+    """Refuse input sizes a backbone cannot take, naming the smallest it can."""
+    smallest = 8 if model == "course_net" else 32  # three halvings, or the /32 of ImageNet backbones
+    if not smallest <= image_size <= 512:
+        raise ValueError(f"{model} cannot take {image_size}x{image_size} inputs: use a size from {smallest} to 512 "
+                         f"(its feature maps shrink {'8' if model == 'course_net' else '32'}-fold).")
+
+
+def untrained_like(model: TransferNet) -> TransferNet:
+    """Build the same architecture with fresh random weights (the `scratch` baseline)."""
+    if model.name == "course_net":
+        return course_net(model.head.out_features)
+    return torchvision_net(model.name, pretrained=False)
+
+
+def ensure_course_checkpoint(profile: str, dataset: str = "auto") -> Path:
+    """Return the course model's checkpoint, running notebook 03 first when there is none yet."""
+    path = checkpoint_path(profile)
+    if not path.exists():
+        from .course import NOTEBOOKS_DIR, execute
+        from .paths import outputs_root
+
+        print(f"No course source model for profile {profile!r} yet: running notebook 03 to train it "
+              "(minutes on a CPU in the cpu profile) ...", flush=True)
+        executed = outputs_root() / "notebooks" / "03_pretrain_source_model.ipynb"
+        executed.parent.mkdir(parents=True, exist_ok=True)
+        execute(NOTEBOOKS_DIR / "03_pretrain_source_model.ipynb", executed, {"PROFILE": profile, "DATASET": dataset})
+        print(f"... done; executed notebook at {executed}")
+    return path
+
+
+def source_model(weights: str, model: str, profile: str, dataset: str = "auto") -> tuple[TransferNet, dict[str, Any]]:
+    """Return a pretrained network with its source head, and a record of exactly which weights it carries.
+
+    `auto` takes ImageNet weights when they are cached or can be downloaded, else the course's source model,
+    and says so loudly. The course model is trained first (notebook 03) if it does not exist yet.
+    """
+    if weights not in VALID_WEIGHTS:
+        raise ValueError(f"Unknown weights {weights!r}; valid weights: {', '.join(VALID_WEIGHTS)}")
+    if model not in VALID_MODELS:
+        raise ValueError(f"Unknown model {model!r}; valid models: {', '.join(VALID_MODELS)}")
+    if weights == "none":
+        net = course_net() if model == "course_net" else torchvision_net(model, pretrained=False)
+        return net, {"weights": "none", "model": model}
+    if weights in ("imagenet", "auto") and model != "course_net":
+        try:
+            net = torchvision_net(model, pretrained=True)
+            return net, {"weights": "imagenet", "model": model, "file": _weights_url(model).rsplit("/", 1)[-1]}
+        except (FileNotFoundError, OSError, RuntimeError) as error:
+            if weights == "imagenet":
+                raise
+            print(f"\n{'!' * 90}\n!! ImageNet weights for {model} are unavailable: {error}\n"
+                  f"!! Falling back to the course's own source model (WEIGHTS='course'). Run `{PREFETCH_COMMAND}` "
+                  f"with a network to use ImageNet weights.\n{'!' * 90}\n")
+    path = ensure_course_checkpoint(profile, dataset)
+    net, meta = load_checkpoint(path)
+    return net, {"weights": "course", "model": "course_net", "checkpoint": str(path),
+                 "sha256": meta["sha256"], "source_test_acc": meta["source_test_acc"], "source_data": meta["data"]}
+
+
+def _weights_url(model: str) -> str:
+    """Return the URL of a torchvision model's default ImageNet weights."""
+    import torchvision
+
+    return torchvision.models.get_model_weights(model).DEFAULT.url
+
+
+def _require_imagenet_weights(model: str, url: str) -> None:
+    """Fail with the pre-fetch command when ImageNet weights are needed offline and not cached."""
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+    if is_offline() and not cached.exists():
+        raise FileNotFoundError(f"ImageNet weights for {model} are not cached at {cached} and {OFFLINE_ENV}=1. "
+                                f"Run `{PREFETCH_COMMAND}` with a network and copy data/ here, or use "
+                                "WEIGHTS='course' (offline) or WEIGHTS='auto'.")
+
+
+def _backbone_blocks(model: TransferNet) -> list[nn.Module]:
+    """List a torchvision backbone's top-level stages in order."""
+    net = model.features
+    if hasattr(net, "layer4"):
+        return [net.conv1, net.bn1, net.layer1, net.layer2, net.layer3, net.layer4]
+    return list(net.features.children())
+
+
+def blocks_in_order(model: TransferNet) -> list[nn.Module]:
+    """Return the extractor's blocks from input to output, then the head (for layer-wise learning rates)."""
+    blocks = list(model.features.children()) if model.name == "course_net" else _backbone_blocks(model)
+    return [b for b in blocks if any(True for _ in b.parameters())] + [model.head]
+
+
+def top_block(model: TransferNet) -> nn.Module:
+    """Return the last block of the extractor (what `finetune_top` unfreezes besides the head)."""
+    return blocks_in_order(model)[-2]
+
+
+# ------------------------------------------------------------------------------------------- checkpoints
+
+def checkpoint_path(profile: str) -> Path:
+    """Return where notebook 03 saves the course's source model for a profile (smoke never replaces cpu)."""
+    return data_root() / "checkpoints" / f"course_source_model_{profile}.pt"
+
+
+def save_checkpoint(model: TransferNet, meta: dict[str, Any], path: Path) -> Path:
+    """Save weights plus metadata, and a JSON sidecar with the file's SHA-256 so corruption is caught."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"state_dict": model.state_dict(), "meta": meta}, tmp)
+    os.replace(tmp, path)
+    sidecar = {**meta, "sha256": sha256_of(path)}
+    path.with_suffix(".json").write_text(json.dumps(sidecar, indent=2, default=str))
+    return path
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be used; the message says what to do."""
+
+
+class CheckpointMissing(CheckpointError):
+    """No checkpoint has been saved yet."""
+
+
+class CheckpointCorrupt(CheckpointError):
+    """The checkpoint's bytes do not match the hash recorded when it was saved."""
+
+
+class CheckpointMismatch(CheckpointError):
+    """The checkpoint was trained with other settings or data than asked for."""
+
+
+def load_checkpoint(path: Path, expect: dict[str, Any] | None = None) -> tuple[TransferNet, dict]:
+    """Load the course model after checking its hash and metadata; never falls back silently."""
+    sidecar = path.with_suffix(".json")
+    if not path.exists() or not sidecar.exists():
+        raise CheckpointMissing(f"No course source model at {path}. Run notebook 03 (03_pretrain_source_model) "
+                                "with the same PROFILE first, or `make course`.")
+    meta = json.loads(sidecar.read_text())
+    if sha256_of(path) != meta.get("sha256"):
+        raise CheckpointCorrupt(f"Checkpoint {path} does not match the SHA-256 in {sidecar.name}: it is corrupt or "
+                              "was changed. Delete both files and rerun notebook 03.")
+    for key, value in (expect or {}).items():
+        if meta.get(key) != value:
+            raise CheckpointMismatch(f"Checkpoint {path} was made for {key}={meta.get(key)!r}, not {value!r}. "
+                                  "Rerun notebook 03 with matching settings (or FORCE_RETRAIN=True).")
+    stored = torch.load(path, map_location="cpu", weights_only=True)
+    model = course_net(len(meta["classes"]), tuple(meta["widths"]))
+    model.load_state_dict(stored["state_dict"])
+    return model, meta
+
+
+def state_fingerprint(model: nn.Module) -> str:
+    """Hash a model's weights, to record exactly which weights a run started from."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()

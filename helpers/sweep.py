@@ -1,0 +1,211 @@
+"""Parameter sweeps over a notebook with papermill: one folder per combination, resumable, failures kept.
+
+    python -m helpers.sweep grid.yaml
+
+with a YAML grid such as
+
+    notebook: 05_pytorch_finetuning
+    parameters:
+      PROFILE: [smoke]
+      STRATEGY: [linear_probe, lp_ft]
+      LABELS_PER_CLASS: [10, 50]
+    seeds: [0, 1]
+
+Each combination runs into outputs/runs/<notebook>/<parameters>/ (executed notebook and metrics.json); then
+summary.csv, summary.md and, when LABELS_PER_CLASS varies, data_efficiency.png are written beside them.
+Parameters are checked against the notebook's parameters cell before anything runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import csv
+import itertools
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .course import NOTEBOOKS_DIR, execute
+from .paths import outputs_root
+from .reporting import markdown_table
+
+
+def expand_grid(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """List every combination of the grid's values, in a stable order."""
+    names = list(grid)
+    return [dict(zip(names, values, strict=True)) for values in itertools.product(*(grid[n] for n in names))]
+
+
+def run_name(params: dict[str, Any]) -> str:
+    """Name a run folder after its parameters, e.g. STRATEGY-lp_ft_SEED-0."""
+    return "_".join(f"{name}-{re.sub(r'[^A-Za-z0-9.]+', '', str(value))}" for name, value in params.items())
+
+
+def run_one(notebook: Path, params: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """Execute one combination unless its metrics already exist; never raise, record what happened."""
+    metrics_file = folder / "metrics.json"
+    executed = folder / f"{notebook.stem}.ipynb"
+    if metrics_file.exists():
+        return {"params": params, "status": "done earlier", "folder": str(folder), "seconds": 0.0}
+    folder.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    try:
+        execute(notebook, executed, {**params, "OUTPUT_DIR": str(folder.resolve())})
+        status = "ok" if metrics_file.exists() else "failed: the notebook wrote no metrics.json"
+    except Exception as error:  # papermill's execution errors, a dead kernel: record and carry on
+        status = f"failed: {type(error).__name__}: {str(error).strip().splitlines()[-1][:300]}"
+    return {"params": params, "status": status, "folder": str(folder), "executed_notebook": str(executed),
+            "seconds": round(time.perf_counter() - start, 1)}
+
+
+def run_sweep(notebook: str, grid: dict[str, list[Any]], root: Path) -> list[dict[str, Any]]:
+    """Run every combination of a grid over a notebook into root/<run name>/, printing progress."""
+    path = NOTEBOOKS_DIR / f"{notebook}.ipynb"
+    if not path.exists():
+        known = ", ".join(p.stem for p in sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")))
+        raise ValueError(f"No notebook {notebook!r}; notebooks: {known}")
+    combinations = expand_grid(grid)
+    results = []
+    for number, params in enumerate(combinations, 1):
+        result = run_one(path, params, root / run_name(params))
+        results.append(result)
+        print(f"[{number}/{len(combinations)}] {run_name(params)}: {result['status']} ({result['seconds']} s)",
+              flush=True)
+    return results
+
+
+def read_metrics(result: dict[str, Any]) -> dict[str, Any] | None:
+    """Load the metrics.json a successful run wrote, or None."""
+    path = Path(result["folder"]) / "metrics.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def notebook_parameters(notebook: Path) -> dict[str, dict[str, Any]]:
+    """Read a notebook's parameters cell: each name with its default and, from its comment, its choices."""
+    import papermill
+
+    parameters = {}
+    for name, info in papermill.inspect_notebook(str(notebook)).items():
+        default = ast.literal_eval(info["default"])
+        choices = None
+        match = re.fullmatch(r"([\w.]+(?:, [\w.]+)*) or ([\w.]+)", info["help"].strip())
+        if match and isinstance(default, str):
+            choices = [c.strip() for c in match.group(1).split(",")] + [match.group(2)]
+        parameters[name] = {"default": default, "choices": choices, "help": info["help"]}
+    return parameters
+
+
+def validate_grid(notebook: Path, grid: dict[str, list[Any]]) -> None:
+    """Fail before any run on an unknown name, a value of the wrong type, or a value outside its choices."""
+    known = notebook_parameters(notebook)
+    problems = []
+    for name, values in grid.items():
+        if name not in known:
+            problems.append(f"unknown parameter {name!r}; {notebook.stem} takes: {', '.join(known)}")
+            continue
+        default, choices = known[name]["default"], known[name]["choices"]
+        for value in values:
+            if choices and value not in choices:
+                problems.append(f"{name}={value!r} is not one of {', '.join(choices)}")
+            elif isinstance(default, bool) and not isinstance(value, bool):
+                problems.append(f"{name}={value!r} must be true or false")
+            elif isinstance(default, (int, float)) and not isinstance(default, bool) and (
+                    isinstance(value, bool) or not isinstance(value, (int, float))):
+                problems.append(f"{name}={value!r} must be a number like its default {default!r}")
+            elif isinstance(default, str) and not isinstance(value, str):
+                problems.append(f"{name}={value!r} must be a string like its default {default!r}")
+            elif default is None and not isinstance(value, (int, float, str, list)) and value is not None:
+                problems.append(f"{name}={value!r} must be a number, a string, a list or null ({known[name]['help']})")
+    if problems:
+        raise ValueError("Invalid sweep grid:\n  " + "\n  ".join(problems))
+
+
+def load_grid(path: Path) -> tuple[str, dict[str, list[Any]]]:
+    """Read a YAML sweep file into (notebook name, grid with SEED added)."""
+    import yaml
+
+    spec = yaml.safe_load(Path(path).read_text())
+    if not isinstance(spec, dict) or "notebook" not in spec or not isinstance(spec.get("parameters", {}), dict):
+        raise ValueError(f"{path}: expected keys 'notebook', 'parameters' (a mapping of lists) and optional 'seeds'")
+    grid = {name: values if isinstance(values, list) else [values] for name, values in spec["parameters"].items()}
+    grid["SEED"] = spec.get("seeds", grid.get("SEED", [0]))
+    return spec["notebook"], grid
+
+
+def summary_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per run: its parameters, status, accuracies, time, data and weights."""
+    rows = []
+    for result in results:
+        record = read_metrics(result) or {}
+        found = record.get("metrics", {})
+        rows.append({**result["params"], "status": result["status"], "val_acc": found.get("val_acc"),
+                     "test_acc": found.get("test_acc"), "wall_seconds": found.get("wall_seconds"),
+                     "dataset": record.get("data", {}).get("dataset"),
+                     "weights": record.get("weights", {}).get("weights"), "folder": result["folder"]})
+    return rows
+
+
+def plot_data_efficiency(rows: list[dict[str, Any]], path: Path) -> Path | None:
+    """Plot mean test accuracy against labels per class, one line per strategy, bars over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = [r for r in rows if r.get("test_acc") is not None and r.get("LABELS_PER_CLASS")]
+    if len({r["LABELS_PER_CLASS"] for r in done}) < 2:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for strategy in sorted({r.get("STRATEGY", "run") for r in done}):
+        points = sorted({r["LABELS_PER_CLASS"] for r in done if r.get("STRATEGY", "run") == strategy})
+        accs = [[r["test_acc"] for r in done if r.get("STRATEGY", "run") == strategy and r["LABELS_PER_CLASS"] == n]
+                for n in points]
+        ax.errorbar(points, [np.mean(a) for a in accs], yerr=[np.std(a) for a in accs], marker="o", capsize=3,
+                    label=strategy)
+    ax.set(xscale="log", xlabel="labels per class", ylabel="test accuracy", title="Data efficiency")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Validate, run and summarize a sweep; exit 1 if any run failed."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("grid", type=Path, help="YAML file: notebook, parameters, seeds")
+    parser.add_argument("--out", type=Path, help="output root (default outputs/runs/<notebook>)")
+    args = parser.parse_args(argv)
+    notebook, grid = load_grid(args.grid)
+    path = NOTEBOOKS_DIR / f"{notebook}.ipynb"
+    if not path.exists():
+        known = ", ".join(p.stem for p in sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")))
+        raise SystemExit(f"No notebook {notebook!r}; notebooks: {known}")
+    try:
+        validate_grid(path, grid)
+    except ValueError as error:
+        raise SystemExit(str(error)) from error
+    root = args.out or outputs_root() / "runs" / notebook
+    rows = summary_rows(run_sweep(notebook, grid, root))
+    columns = [*grid, "status", "val_acc", "test_acc", "wall_seconds", "dataset", "weights"]
+    with open(root / "summary.csv", "w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=[*columns, "folder"])
+        writer.writeheader()
+        writer.writerows(rows)
+    (root / "summary.md").write_text(f"# Sweep of {notebook}\n\n{markdown_table(rows, columns)}\n")
+    plot = plot_data_efficiency(rows, root / "data_efficiency.png")
+    failed = [r for r in rows if r["status"].startswith("failed")]
+    print(f"\n{markdown_table(rows, columns)}\n\nsummary: {root / 'summary.csv'}" + (f", plot: {plot}" if plot else ""))
+    for row in failed:
+        print(f"FAILED {row['folder']}: {row['status']}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""PyTorch plumbing: the training loop, evaluation, feature extraction with a disk cache, the linear probe."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from .paths import data_root
+
+
+def to_device(model: nn.Module, device: torch.device) -> nn.Module:
+    """Move a model to the device, channels-last (faster convolutions on CPU and GPU)."""
+    return model.to(device, memory_format=torch.channels_last)
+
+
+def set_train_mode(model: nn.Module, frozen: Iterable[nn.Module] = ()) -> None:
+    """Put the model in training mode but keep frozen parts in eval mode, so their BatchNorm statistics stay."""
+    model.train()
+    for module in frozen:
+        module.eval()
+
+
+def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, flip_tta: bool = False) -> dict[str, Any]:
+    """Return loss, accuracy, predicted labels and class probabilities over a loader (optionally flip-averaged)."""
+    model.eval()
+    logits_all, labels_all = [], []
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        for images, labels in loader:
+            images = images.to(device, memory_format=torch.channels_last, non_blocking=True)
+            logits = model(images).float()
+            if flip_tta:
+                logits = (logits + model(images.flip(3)).float()) / 2
+            logits_all.append(logits.cpu())
+            labels_all.append(labels)
+    logits, labels = torch.cat(logits_all), torch.cat(labels_all)
+    probs = logits.softmax(1)
+    return {"loss": nn.functional.cross_entropy(logits, labels).item(),
+            "acc": (probs.argmax(1) == labels).float().mean().item(),
+            "preds": probs.argmax(1).numpy(), "probs": probs.numpy(), "labels": labels.numpy()}
+
+
+def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | None, optimizer: torch.optim.Optimizer,
+        num_epochs: int, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], device: torch.device,
+        scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, frozen: Iterable[nn.Module] = (),
+        desc: str = "training") -> list[dict[str, float]]:
+    """Train for `num_epochs` (scheduler stepped per batch), validating after each; return per-epoch history."""
+    frozen = list(frozen)
+    history = []
+    bar = tqdm(range(1, num_epochs + 1), desc=desc, unit="epoch")
+    for epoch in bar:
+        start = time.perf_counter()
+        set_train_mode(model, frozen)
+        total_loss, correct, seen = 0.0, 0, 0
+        for images, labels in train_loader:
+            images = images.to(device, memory_format=torch.channels_last, non_blocking=True)
+            labels = labels.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                logits = model(images)
+                loss = loss_fn(logits, labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            total_loss += loss.item() * len(labels)
+            correct += (logits.argmax(1) == labels).sum().item()
+            seen += len(labels)
+        row = {"epoch": epoch, "train_loss": total_loss / seen, "train_acc": correct / seen,
+               "seconds": time.perf_counter() - start}
+        if val_loader is not None:
+            result = evaluate(model, val_loader, device)
+            row.update(val_loss=result["loss"], val_acc=result["acc"])
+        history.append(row)
+        bar.set_postfix({k: round(v, 3) for k, v in row.items() if k != "epoch"})
+        print(" ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
+    return history
+
+
+def extract_features(features: nn.Module, loader: DataLoader, device: torch.device) -> np.ndarray:
+    """Run a frozen extractor over a loader (eval mode) and return one feature row per image."""
+    features.eval()
+    rows = []
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        for images, _ in tqdm(loader, desc="extracting features", unit="batch", leave=False):
+            rows.append(features(images.to(device, memory_format=torch.channels_last)).float().cpu())
+    return torch.cat(rows).flatten(1).numpy()
+
+
+def cached_features(key: dict[str, Any], compute: Callable[[], np.ndarray]) -> tuple[np.ndarray, Path, bool]:
+    """Return features from data/features/ when this exact key was computed before, else compute and store."""
+    digest = hashlib.sha256(repr(sorted(key.items())).encode()).hexdigest()[:20]
+    path = data_root() / "features" / f"{key.get('model', 'model')}-{digest}.npy"
+    if path.exists():
+        return np.load(path), path, True
+    values = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, values)
+    tmp.replace(path)
+    return values, path, False
+
+
+def fit_linear_probe(train_x: np.ndarray, train_y: np.ndarray, c: float = 1.0, seed: int = 0
+                     ) -> tuple[StandardScaler, LogisticRegression]:
+    """Fit multinomial logistic regression on standardized frozen features (a convex problem)."""
+    scaler = StandardScaler().fit(train_x)
+    probe = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(scaler.transform(train_x), train_y)
+    return scaler, probe
+
+
+def probe_to_head(scaler: StandardScaler, probe: LogisticRegression, head: nn.Linear) -> None:
+    """Copy a fitted probe into a linear head, folding the standardization into its weights and bias."""
+    scale = np.where(scaler.scale_ == 0, 1.0, scaler.scale_)
+    weight = probe.coef_ / scale
+    bias = probe.intercept_ - weight @ scaler.mean_
+    with torch.no_grad():
+        head.weight.copy_(torch.as_tensor(weight, dtype=head.weight.dtype))
+        head.bias.copy_(torch.as_tensor(bias, dtype=head.bias.dtype))

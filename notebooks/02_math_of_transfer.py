@@ -1,0 +1,469 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 · The math of feature and parameter transfer
+#
+# Every equation in this notebook is followed by code that checks it numerically: against autograd, brute
+# force, or a reference library. The implementations live in `helpers/transfer_math.py` (each with unit
+# tests in `tests/test_transfer_math.py`), short enough to read next to the formula.
+#
+# **Learning objectives**
+# - Feature transfer: why a linear probe on frozen features is a convex problem with one optimum, and how it
+#   relates to the closed-form ridge head.
+# - Parameter transfer: why fine-tuning uses a low learning rate, and how far it moves each layer.
+# - Regularising towards the source: L2-SP versus weight decay; discriminative learning rates and gradual
+#   unfreezing.
+# - Why LP-FT (probe first, then fine-tune) distorts features less than fine-tuning with a random head.
+# - Measuring domain shift with the maximum mean discrepancy (MMD) and a permutation test.
+# - What freezing does to BatchNorm in PyTorch and in Keras.
+# - The knowledge-distillation loss and its T² factor.
+#
+# **Estimated time**: reading 45 minutes; running under 2 minutes on a CPU in the `cpu` profile, seconds in
+# `smoke`. No GPU needed; no download (it uses CIFAR-10 if cached, synthetic data otherwise).
+
+# %% tags=["parameters"]
+PROFILE = "auto"  # smoke, cpu, full or auto
+DATASET = "auto"  # auto, cifar10 or synthetic
+SEED = 0
+IMAGES_PER_TASK = None  # images per task used for features; None lets the profile decide
+TEMPERATURE = 4.0  # distillation temperature
+MMD_BANDWIDTH = None  # None uses the median heuristic
+OUTPUT_DIR = None  # None means outputs/02_math_of_transfer
+
+# %% [markdown]
+# ## Setup
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from torch import nn
+
+from helpers import data, models, plots, profiles, reporting, runtime, splits, torch_data, torch_train
+from helpers import transfer_math as tm
+
+plots.setup_plots()
+environment = runtime.environment_report()
+device = runtime.torch_device()
+runtime.seed_everything(SEED)
+config = profiles.resolve_config("02_math_of_transfer", PROFILE, images_per_task=IMAGES_PER_TASK)
+config.update(dataset_requested=DATASET, seed=SEED, temperature=TEMPERATURE, mmd_bandwidth=MMD_BANDWIDTH)
+if TEMPERATURE <= 0:
+    raise ValueError(f"TEMPERATURE must be > 0, got {TEMPERATURE}")
+if MMD_BANDWIDTH is not None and MMD_BANDWIDTH <= 0:
+    raise ValueError(f"MMD_BANDWIDTH must be > 0 or None (median heuristic), got {MMD_BANDWIDTH}")
+checks: dict[str, float] = {}  # every numerical check's error, saved with the run
+
+# %% [markdown]
+# ## Features to work with
+# We need a frozen extractor F and images from two tasks. The extractor is the course's source model
+# (notebook 03) when it has been trained, otherwise a *randomly initialised* copy of the same network, which
+# is still a fixed feature map (and a surprisingly usable one); the output says which.
+
+# %%
+cifar = data.load_dataset(DATASET, config["synthetic_train_per_class"], config["synthetic_test_per_class"], SEED)
+source, target = splits.source_target_split(cifar)
+try:
+    extractor, meta = models.load_checkpoint(models.checkpoint_path(profiles.choose_profile(PROFILE)))
+    extractor_name = f"course source model (source test accuracy {meta['source_test_acc']:.3f})"
+except models.CheckpointError:
+    torch.manual_seed(SEED)
+    extractor, extractor_name = models.course_net(), "randomly initialised course network (run notebook 03 for trained)"
+print("extractor:", extractor_name)
+
+rng = np.random.default_rng(SEED)
+count = config["images_per_task"]
+
+
+def features_of(task: data.ImageData, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Frozen features and labels of `count` random images of one task's train or test split."""
+    images, labels = (task.x_train, task.y_train) if split == "train" else (task.x_test, task.y_test)
+    pick = rng.choice(len(labels), size=min(count, len(labels)), replace=False)
+    loader = torch_data.make_loader(images[pick], labels[pick], train=False, batch_size=256)
+    return torch_train.extract_features(extractor.features, loader, torch.device("cpu")), labels[pick]
+
+
+target_train_x, target_train_y = features_of(target, "train")
+target_test_x, target_test_y = features_of(target, "test")
+source_x, _ = features_of(source, "test")
+print("feature matrices:", target_train_x.shape, target_test_x.shape, source_x.shape)
+
+# %% [markdown]
+# ## 1 · Feature transfer and the linear probe
+#
+# Feature transfer keeps the source extractor as it is, $F_\text{target}(x) = F_\text{source}(x)$, and
+# learns only a new head $h(z) = W^\top z$ on the features $z = F(x)$. With a softmax head and an L2 penalty,
+# the training objective
+#
+# $$ L(W) = -\frac{1}{n}\sum_{i=1}^{n} \log \mathrm{softmax}(W^\top z_i)_{y_i} + \frac{\lambda}{2}\lVert W\rVert^2 $$
+#
+# is a sum of a convex function of $W$ (log-sum-exp minus a linear term) and a strictly convex one, so it
+# has **exactly one minimiser**. Numerically: L-BFGS from three very different random starts lands in the
+# same place.
+
+# %%
+z = torch.tensor((target_train_x - target_train_x.mean(0)) / (target_train_x.std(0) + 1e-8), dtype=torch.float32)
+y = torch.tensor(target_train_y)
+solutions = [tm.fit_probe_by_gradient_descent(z, y, target.num_classes, lam=0.01, seed=s) for s in range(3)]
+gap = max((s - solutions[0]).abs().max().item() for s in solutions[1:])
+checks["probe_unique_optimum_max_gap"] = gap
+print(f"largest difference between three solutions: {gap:.2e} (weights of size ~{solutions[0].abs().mean():.2f})")
+assert gap < 1e-2
+
+# %% [markdown]
+# Squared loss instead of cross-entropy gives the **ridge** head in closed form,
+#
+# $$ W^\star = (Z^\top Z + \lambda I)^{-1} Z^\top Y, $$
+#
+# with $Y$ the one-hot labels (and an unpenalised bias column appended to $Z$). It needs no iterations at
+# all; it usually classifies a little worse than logistic regression, because squared loss also punishes
+# predictions that are *too* confident in the right direction. We check it against scikit-learn's `Ridge`.
+
+# %%
+from sklearn.linear_model import Ridge  # noqa: E402 - the reference implementation, used only here
+
+one_hot = np.eye(target.num_classes)[target_train_y]
+ridge = tm.ridge_head(target_train_x, one_hot, lam=1.0)
+reference = Ridge(alpha=1.0).fit(target_train_x, one_hot)
+checks["ridge_vs_sklearn_max_gap"] = float(np.abs(ridge[:-1] - reference.coef_.T).max())
+print(f"closed form vs scikit-learn: max difference {checks['ridge_vs_sklearn_max_gap']:.2e}")
+ridge_acc = ((np.hstack([target_test_x, np.ones((len(target_test_x), 1))]) @ ridge).argmax(1) == target_test_y).mean()
+scaler, probe = torch_train.fit_linear_probe(target_train_x, target_train_y)
+probe_acc = probe.score(scaler.transform(target_test_x), target_test_y)
+print(f"target test accuracy: ridge head {ridge_acc:.3f}, logistic probe {probe_acc:.3f} (chance 0.20)")
+
+# %% [markdown]
+# ## 2 · Parameter transfer, and why the learning rate is low
+#
+# Parameter transfer copies the weights, $\theta_\text{target} \leftarrow \theta_\text{source}$, and then
+# minimises the target loss from there: $\theta^\star = \arg\min_\theta L(\theta; D_\text{target})$. Gradient
+# descent only finds a *nearby* minimum, so where it starts matters, and how far it travels decides how much
+# of the source knowledge survives. A toy makes this visible: a three-layer network trained on one task, then
+# fine-tuned on a related one with a low and a high learning rate. We measure how far each layer moved,
+# $\lVert w - w_0\rVert / \lVert w_0\rVert$.
+
+# %%
+def toy_task(shift: float, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Four Gaussian clusters in 8-D whose labels depend on a rotated direction (related tasks share it)."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 8, generator=generator)
+    direction = torch.tensor([np.cos(shift), np.sin(shift), 0.5, 0, 0, 0, 0, 0], dtype=torch.float32)
+    score = x @ direction + 0.3 * x[:, 3] * x[:, 4]
+    return x, torch.bucketize(score, torch.tensor([-0.8, 0.0, 0.8]))
+
+
+def train_toy(net: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: float, steps: int, weight_decay: float = 0.0,
+              penalty=None) -> nn.Module:
+    """Full-batch SGD on the toy network, with an optional extra penalty."""
+    optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(net(x), y) + (penalty() if penalty else 0)
+        loss.backward()
+        optimizer.step()
+    return net
+
+
+toy_accuracy = lambda net, x, y: (net(x).argmax(1) == y).float().mean().item()
+torch.manual_seed(SEED)
+pretrained = train_toy(nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 4)),
+                       *toy_task(0.0, 4000, 1), lr=0.1, steps=300)
+target_x, target_y = toy_task(0.4, 60, 2)  # a related task with only 60 labels
+test_x, test_y = toy_task(0.4, 4000, 3)
+start_state = {k: v.clone() for k, v in pretrained.state_dict().items()}
+moves = {}
+for lr in (0.01, 0.5):
+    net = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 4))
+    net.load_state_dict(start_state)
+    train_toy(net, target_x, target_y, lr=lr, steps=200)
+    moves[lr] = tm.relative_change(start_state, net.state_dict())
+    print(f"lr {lr}: target test accuracy {toy_accuracy(net, test_x, test_y):.3f}")
+print(f"pretrained, not fine-tuned: {toy_accuracy(pretrained, test_x, test_y):.3f}")
+
+layers = [name for name in moves[0.01] if name.endswith("weight")]
+positions = np.arange(len(layers))
+fig, ax = plt.subplots(figsize=(6, 3))
+for offset, lr in ((-0.2, 0.01), (0.2, 0.5)):
+    ax.bar(positions + offset, [moves[lr][name] for name in layers], width=0.4, label=f"lr {lr}")
+ax.set_xticks(positions, layers)
+ax.set(ylabel="‖w − w0‖ / ‖w0‖", title="How far fine-tuning moved each layer")
+ax.legend()
+plt.show()
+
+# %% [markdown]
+# With 60 labels, a high learning rate moves every layer far from its start: it spends the source knowledge
+# to fit the few target labels. A low rate mostly adjusts the last layers, which is what the target task
+# needed.
+#
+# ## 3 · L2-SP: regularise towards the start, not towards zero
+#
+# Weight decay pulls every weight towards **zero**, which for a transferred weight means *away from what was
+# learned*. L2-SP (Li et al., 2018) pulls transferred weights $w$ towards their starting point $w_0$ and
+# only the new head $v$ towards zero:
+#
+# $$ \Omega(w, v) = \frac{\alpha}{2}\lVert w - w_0\rVert^2 + \frac{\beta}{2}\lVert v\rVert^2,
+#    \qquad \nabla_w \Omega = \alpha\,(w - w_0). $$
+#
+# First the gradient, against autograd:
+
+# %%
+weights = [p.detach().clone().requires_grad_() for p in list(pretrained.parameters())[:4]]
+anchors = [p.detach().clone() + 0.1 * torch.randn_like(p) for p in weights]
+head = [torch.randn(4, 32, requires_grad=True)]
+tm.l2sp_penalty(weights, anchors, head, alpha=0.5, beta=0.1).backward()
+checks["l2sp_grad_vs_autograd"] = max((w.grad - tm.l2sp_gradient(w.detach(), a, 0.5)).abs().max().item()
+                                      for w, a in zip(weights, anchors, strict=True))
+print(f"L2-SP gradient: formula vs autograd, max difference {checks['l2sp_grad_vs_autograd']:.1e}")
+
+# %% [markdown]
+# Then its effect, on the same 60 target labels and a high learning rate: weight decay against L2-SP of the
+# same strength on the body (the last layer is the head).
+
+# %%
+for name in ("weight decay", "L2-SP"):
+    net = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 4))
+    net.load_state_dict(start_state)
+    body, anchors_ = list(net[:3].parameters()), [p.detach().clone() for p in net[:3].parameters()]
+    penalty = (lambda body=body, anchors_=anchors_, net=net: tm.l2sp_penalty(
+        body, anchors_, [net[4].weight], alpha=0.1, beta=0.001)) if name == "L2-SP" else None
+    train_toy(net, target_x, target_y, lr=0.5, steps=200, weight_decay=0.05 if name == "weight decay" else 0.0,
+              penalty=penalty)
+    drift = sum(((p - p0) ** 2).sum() for p, p0 in zip(body, anchors_, strict=True)).sqrt().item()
+    print(f"{name:12s}: distance of the body from w0 {drift:.2f}, target test accuracy "
+          f"{toy_accuracy(net, test_x, test_y):.3f}")
+
+# %% [markdown]
+# ## 4 · Discriminative learning rates and gradual unfreezing
+#
+# Early layers hold general features (edges, textures) and later layers task-specific ones, so they deserve
+# different rates. ULMFiT (Howard & Ruder, 2018) gives block $i$ of $K$ the rate
+# $\eta_i = \eta\, d^{\,K-1-i}$ (in the paper $d = 1/2.6$), and **unfreezes gradually**: first the head
+# alone, then one more block each stage. In PyTorch each block becomes one *parameter group* of the
+# optimizer:
+
+# %%
+blocks = models.blocks_in_order(models.course_net())
+groups = tm.layerwise_lr_groups(blocks, base_lr=0.01, decay=0.5)
+optimizer = torch.optim.SGD(groups, lr=0.01, momentum=0.9)
+for group, block in zip(optimizer.param_groups, blocks, strict=True):
+    print(f"block {group['block']}: {type(block).__name__:14s} lr {group['lr']:.5f}, "
+          f"{sum(p.numel() for p in group['params']):7,} parameters")
+schedule = tm.unfreeze_schedule(len(blocks), epochs_per_stage=1)
+print("trainable top blocks per epoch under gradual unfreezing:", schedule)
+tm.set_trainable_top(blocks, schedule[0])
+print("after the first stage, trainable:", [any(p.requires_grad for p in b.parameters()) for b in blocks])
+
+# %% [markdown]
+# ## 5 · LP-FT: why a random head distorts features
+#
+# Kumar et al. (2022) showed that fine-tuning with a **randomly initialised head** changes the pretrained
+# features mostly along the directions the target training data occupies, and leaves the others alone, so
+# features of inputs *unlike* the training data stop matching the new head: good in-distribution accuracy,
+# worse out-of-distribution. Fitting the head first (linear probing, LP) and only then fine-tuning (FT)
+# starts where the gradient into the features is small. A linear toy where the distortion can be measured:
+# features $B x$ with $B \in \mathbb{R}^{k\times d}$ pretrained to the "true" $B^\star$, labels from
+# $v^{\star\top} B^\star x$, target training inputs confined to a 3-dimensional subspace of the 10 input
+# dimensions, and out-of-distribution (OOD) test inputs in all 10.
+
+# %%
+generator = torch.Generator().manual_seed(SEED)
+d, k = 10, 5
+true_b = torch.randn(k, d, generator=generator)
+true_v = torch.randn(k, generator=generator)
+subspace = torch.linalg.qr(torch.randn(d, 3, generator=generator))[0]
+train_inputs = torch.randn(200, 3, generator=generator) @ subspace.T
+ood_inputs = torch.randn(500, d, generator=generator)
+label = lambda x: x @ true_b.T @ true_v
+pretrained_b = true_b + 0.1 * torch.randn(k, d, generator=generator)  # a good, not perfect, source model
+
+
+def finetune_linear(head_start: torch.Tensor, steps: int = 300, lr: float = 0.01) -> tuple[float, float]:
+    """Fine-tune B and v jointly with squared loss; return (feature distortion, OOD error)."""
+    b, v = pretrained_b.clone().requires_grad_(), head_start.clone().requires_grad_()
+    optimizer = torch.optim.SGD([b, v], lr=lr)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        ((train_inputs @ b.T @ v - label(train_inputs)) ** 2).mean().backward()
+        optimizer.step()
+    with torch.no_grad():
+        distortion = (b - pretrained_b).norm().item()
+        ood_error = ((ood_inputs @ b.T @ v - label(ood_inputs)) ** 2).mean().item()
+    return distortion, ood_error
+
+
+probed_head = torch.linalg.lstsq(train_inputs @ pretrained_b.T, label(train_inputs)[:, None]).solution[:, 0]
+random_head = 0.1 * torch.randn(k, generator=generator)
+lp_error = ((ood_inputs @ pretrained_b.T @ probed_head - label(ood_inputs)) ** 2).mean().item()
+ft_distortion, ft_error = finetune_linear(random_head)
+lpft_distortion, lpft_error = finetune_linear(probed_head)
+print(f"{'method':8s} {'‖B − B0‖':>10s} {'OOD error':>10s}")
+print(f"{'LP':8s} {0.0:10.3f} {lp_error:10.3f}")
+print(f"{'FT':8s} {ft_distortion:10.3f} {ft_error:10.3f}")
+print(f"{'LP-FT':8s} {lpft_distortion:10.3f} {lpft_error:10.3f}")
+checks["lpft_distortion_ratio"] = lpft_distortion / ft_distortion
+
+# %% [markdown]
+# ## 6 · Measuring domain shift: the maximum mean discrepancy
+#
+# How different are the source and target tasks *in feature space*? The squared MMD with a kernel $k$ is
+# the distance between the mean embeddings of the two distributions,
+#
+# $$ \mathrm{MMD}^2(P, Q) = \mathbb{E}[k(x, x')] + \mathbb{E}[k(y, y')] - 2\,\mathbb{E}[k(x, y)],
+#    \qquad k(x, y) = \exp\!\left(-\frac{\lVert x - y\rVert^2}{2\sigma^2}\right). $$
+#
+# The **biased** estimator averages all pairs including $x_i$ with itself; the **unbiased** one leaves those
+# out (and can be slightly negative). A **permutation test** asks how often randomly re-splitting the pooled
+# features gives an MMD² at least as large as the observed one: that fraction is the p-value. We compare
+# source against target features, and, as a control, two random halves of the target features.
+
+# %%
+half = len(target_test_x) // 2
+bandwidth = MMD_BANDWIDTH or tm.median_bandwidth(source_x[:200], target_test_x[:200])
+permutations = 50 if config["profile"] == "smoke" else 200
+shift = tm.mmd_permutation_test(source_x, target_test_x, bandwidth, permutations, seed=SEED)
+control = tm.mmd_permutation_test(target_test_x[:half], target_test_x[half:], bandwidth, permutations, seed=SEED)
+print(f"bandwidth σ = {bandwidth:.2f} ({'median heuristic' if MMD_BANDWIDTH is None else 'parameter'})")
+biased = tm.mmd2(source_x, target_test_x, bandwidth, unbiased=False)
+print(f"source vs target: MMD² unbiased {shift[0]:.4f}, biased {biased:.4f}, p = {shift[1]:.3f}")
+print(f"target vs target: MMD² unbiased {control[0]:.4f}, p = {control[1]:.3f}")
+
+# %% [markdown]
+# ## 7 · BatchNorm under transfer, in both frameworks
+#
+# A BatchNorm layer has two kinds of state: learned weights (γ, β) and **running statistics** (mean,
+# variance) that it updates whenever it runs in training mode. Freezing must stop both.
+#
+# **PyTorch**: `requires_grad = False` stops the weights but *not* the statistics; only `.eval()` does.
+
+# %%
+layer = nn.BatchNorm2d(3)
+batch = torch.randn(8, 3, 4, 4) * 2 + 5
+for parameter in layer.parameters():
+    parameter.requires_grad = False
+layer.train()
+layer(batch)
+print("requires_grad=False, train mode: running mean", layer.running_mean.numpy().round(3))
+layer.reset_running_stats()
+layer.eval()
+layer(batch)
+print("eval mode:                        running mean", layer.running_mean.numpy().round(3))
+
+# %% [markdown]
+# **Keras**: since TensorFlow 2.0, setting `trainable = False` on a `BatchNormalization` layer *also* makes it
+# run in inference mode: its moving statistics stop. Calling a layer with `training=False` runs it in
+# inference mode too, whatever `trainable` says, and that is what you want for a frozen base inside a new
+# model (`base(inputs, training=False)`), so unfreezing it later for fine-tuning does not switch its
+# statistics back on.
+
+# %%
+runtime.import_tensorflow()
+import keras  # noqa: E402 - imported after torch, through the helper above
+
+keras_batch = batch.permute(0, 2, 3, 1).numpy()
+for setting in ("trainable=True, training=True", "trainable=False, training=True", "trainable=True, training=False"):
+    bn = keras.layers.BatchNormalization()
+    bn.build(keras_batch.shape)
+    bn.trainable = setting.startswith("trainable=True")
+    bn(keras_batch, training=setting.endswith("training=True"))
+    print(f"Keras {setting:31s}: moving mean {np.asarray(bn.moving_mean).round(3)}")
+
+# %% [markdown]
+# ## 8 · Knowledge distillation and the T² factor
+#
+# A student learns from a teacher's *softened* probabilities, $p_T = \operatorname{softmax}(z / T)$ (Hinton
+# et al., 2015):
+#
+# $$ L = \alpha\, T^2\, \mathrm{KL}\!\left(p_T^\text{teacher} \,\Vert\, p_T^\text{student}\right)
+#        + (1 - \alpha)\, \mathrm{CE}(z^\text{student}, y). $$
+#
+# The gradient of the soft term with respect to the student's logits scales like $1/T^2$ for large $T$, so
+# without the $T^2$ factor, raising the temperature would quietly switch the soft targets off. We check the
+# loss against its formula and plot the gradient size with and without the factor.
+
+# %%
+torch.manual_seed(SEED)
+teacher_logits, labels = torch.randn(64, 5) * 3, torch.randint(0, 5, (64,))
+student_logits = torch.randn(64, 5, requires_grad=True)
+loss = tm.distillation_loss(student_logits, teacher_logits, labels, TEMPERATURE, alpha=0.5)
+p_teacher = (teacher_logits / TEMPERATURE).softmax(1)
+manual = 0.5 * TEMPERATURE ** 2 * (p_teacher * (p_teacher.log() - (student_logits / TEMPERATURE).log_softmax(1))
+                                   ).sum(1).mean() + 0.5 * nn.functional.cross_entropy(student_logits, labels)
+checks["distillation_vs_formula"] = abs(loss.item() - manual.item())
+print(f"distillation loss at T={TEMPERATURE}: {loss.item():.4f} (formula: {manual.item():.4f})")
+
+temperatures = [1, 2, 4, 8, 16]
+norms = []
+for temperature in temperatures:
+    student_logits.grad = None
+    tm.distillation_loss(student_logits, teacher_logits, labels, temperature, alpha=1.0).backward()
+    norms.append(student_logits.grad.norm().item())
+fig, ax = plt.subplots(figsize=(5, 3))
+ax.loglog(temperatures, norms, "o-", label="with T²")
+ax.loglog(temperatures, [n / t ** 2 for n, t in zip(norms, temperatures, strict=True)], "o--", label="without T²")
+ax.set(xlabel="temperature T", ylabel="gradient norm", title="Soft-target gradient size")
+ax.legend()
+plt.show()
+
+# %% [markdown]
+# ## Record the checks
+
+# %%
+run_folder = reporting.run_dir("02_math_of_transfer", OUTPUT_DIR)
+metrics_path = reporting.save_run(run_folder, config, cifar.identity,
+                                  {**checks, "probe_acc": probe_acc, "ridge_acc": float(ridge_acc),
+                                   "mmd2_source_target": shift[0], "mmd_p_source_target": shift[1],
+                                   "mmd_p_control": control[1], "extractor": extractor_name})
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. Set the probe's λ to 0 in `fit_probe_by_gradient_descent` on linearly separable features. Is the optimum
+#    still unique? What happens to ‖W‖?
+# 2. In the L2-SP cell, set α = 0. Which method is it now equivalent to?
+# 3. Change `MMD_BANDWIDTH` to 100 times the median heuristic. Why does the test lose its power?
+# 4. Remove the T² from the distillation loss and train at T = 8. What would you have to change to get the
+#    same result as with the factor?
+#
+# <details><summary>Solutions (click to open)</summary>
+#
+# 1. No: on separable data the unregularised loss keeps decreasing as ‖W‖ grows, so there is no minimiser
+#    at all, and gradient descent drifts off towards infinity in the max-margin direction.
+# 2. Plain fine-tuning with weight decay β on the head only, and no regularisation of the body.
+# 3. With a huge σ the kernel is nearly 1 for every pair, so every MMD² is close to 0 and the permutation
+#    distribution can no longer tell shifted from unshifted samples.
+# 4. Multiply α (or the learning rate of the soft term) by T² = 64: the factor is exactly that correction.
+#
+# </details>
+#
+# ## Summary
+# - A linear probe on frozen features is a convex problem with one optimum; ridge gives a closed form.
+# - Fine-tuning finds a nearby minimum; a low learning rate keeps it near the source weights.
+# - L2-SP regularises towards the source weights; discriminative rates and gradual unfreezing protect the
+#   general early layers.
+# - LP-FT fits the head first so fine-tuning distorts the features less.
+# - MMD with a permutation test measures domain shift in feature space.
+# - Freezing BatchNorm: `.eval()` in PyTorch; `trainable=False` and `training=False` in Keras.
+# - Distillation's T² keeps soft-target gradients on the same scale at any temperature.
+#
+# ## References
+# - Li, Grandvalet, Davoine (2018). *Explicit inductive bias for transfer learning with convolutional
+#   networks* (L2-SP). ICML.
+# - Howard, Ruder (2018). *Universal language model fine-tuning for text classification* (ULMFiT). ACL.
+# - Kumar, Raghunathan, Jones, Ma, Liang (2022). *Fine-tuning can distort pretrained features and
+#   underperform out-of-distribution* (LP-FT). ICLR.
+# - Gretton, Borgwardt, Rasch, Schölkopf, Smola (2012). *A kernel two-sample test*. JMLR.
+# - Hinton, Vinyals, Dean (2015). *Distilling the knowledge in a neural network*. NIPS workshop.
+# - Ioffe, Szegedy (2015). *Batch normalization*. ICML.

@@ -1,0 +1,75 @@
+"""Keras side: backend choice, the ported course model, freezing and BatchNorm modes, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import keras_models, models
+
+keras = keras_models.import_keras("tensorflow")
+
+
+def test_ported_course_model_computes_what_the_pytorch_one_does():
+    torch.manual_seed(0)
+    torch_model = models.course_net()
+    with torch.no_grad():  # give the batch norms non-trivial statistics
+        for module in torch_model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+    torch_model.eval()
+    base, head = keras_models.course_net_keras()
+    keras_models.copy_torch_weights(torch_model, base, head)
+    images = np.random.default_rng(0).normal(0, 1, (4, 32, 32, 3)).astype("float32")
+    with torch.no_grad():
+        expected = torch_model(torch.from_numpy(images).permute(0, 3, 1, 2)).numpy()
+    got = keras.ops.convert_to_numpy(head(base(images, training=False)))
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_frozen_base_called_in_inference_mode_keeps_its_statistics():
+    base, _ = keras_models.course_net_keras()
+    base.trainable = False
+    inputs = keras.Input((32, 32, 3))
+    model = keras.Model(inputs, keras.layers.Dense(5)(base(inputs, training=False)))
+    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    before = [np.array(w) for w in base.weights]
+    model.fit(np.random.rand(16, 32, 32, 3).astype("float32") * 5, np.arange(16) % 5, epochs=1, verbose=0)
+    for old, new in zip(before, base.weights, strict=True):
+        np.testing.assert_array_equal(old, np.array(new))
+    base.trainable = True
+    assert all(layer.trainable for layer in base.layers)
+
+
+def test_top_block_of_the_course_model():
+    base, _ = keras_models.course_net_keras()
+    names = [layer.name for layer in keras_models.top_block_layers(base, "course_net")]
+    assert names[0].startswith("stage3") and names[-1] == "norm"
+
+
+def test_bad_names_and_sizes_say_what_is_valid():
+    with pytest.raises(ValueError, match="tensorflow, torch"):
+        keras_models.import_keras("jax")
+    with pytest.raises(ValueError, match="mobilenet_v2, efficientnetb0, vgg16"):
+        keras_models.source_base("auto", "resnet152", "smoke", 32)
+    with pytest.raises(ValueError, match="imagenet, course, none, auto"):
+        keras_models.source_base("coco", "course_net", "smoke", 32)
+    with pytest.raises(ValueError, match="at least 32x32"):
+        keras_models.source_base("none", "mobilenet_v2", "smoke", 16)
+
+
+def test_imagenet_offline_without_cache_names_prefetch(data_root, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(data_root / "keras"))
+    with pytest.raises(FileNotFoundError, match="make prefetch"):
+        keras_models.source_base("imagenet", "mobilenet_v2", "smoke", 32)
+
+
+def test_history_rows_use_the_pytorch_names():
+    class History:
+        history = {"loss": [1.0, 0.5], "categorical_accuracy": [0.3, 0.6], "val_loss": [0.9, 0.6],
+                   "val_categorical_accuracy": [0.4, 0.5]}
+
+    rows = keras_models.history_rows(History(), offset=2)
+    assert rows[1] == {"epoch": 4, "train_loss": 0.5, "train_acc": 0.6, "val_loss": 0.6, "val_acc": 0.5}
