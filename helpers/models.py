@@ -174,8 +174,10 @@ def _backbone_blocks(model: TransferNet) -> list[nn.Module]:
 
 def blocks_in_order(model: TransferNet) -> list[nn.Module]:
     """Return the extractor's blocks from input to output, then the head (for layer-wise learning rates)."""
-    blocks = list(model.features.children()) if model.name == "course_net" else _backbone_blocks(model)
-    return [b for b in blocks if any(True for _ in b.parameters())] + [model.head]
+    if model.name == "course_net":
+        f = model.features
+        return [f.stem, f.stage1, f.stage2, nn.ModuleList([f.stage3, f.norm]), model.head]
+    return [b for b in _backbone_blocks(model) if any(True for _ in b.parameters())] + [model.head]
 
 
 def top_block(model: TransferNet) -> nn.Module:
@@ -233,7 +235,12 @@ def load_checkpoint(path: Path, expect: dict[str, Any] | None = None) -> tuple[T
                                   "Rerun notebook 03 with matching settings (or FORCE_RETRAIN=True).")
     stored = torch.load(path, map_location="cpu", weights_only=True)
     model = course_net(len(meta["classes"]), tuple(meta["widths"]))
-    model.load_state_dict(stored["state_dict"])
+    try:
+        model.load_state_dict(stored["state_dict"])
+    except RuntimeError as error:
+        raise CheckpointMismatch(f"Checkpoint {path} holds a different network than this version of the course "
+                                 f"builds ({str(error).splitlines()[0]}). Rerun notebook 03 with FORCE_RETRAIN=True."
+                                 ) from error
     return model, meta
 
 

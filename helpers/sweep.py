@@ -44,7 +44,7 @@ def expand_grid(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
 
 def run_name(params: dict[str, Any]) -> str:
     """Name a run folder after its parameters, e.g. STRATEGY-lp_ft_SEED-0."""
-    return "_".join(f"{name}-{re.sub(r'[^A-Za-z0-9.]+', '', str(value))}" for name, value in params.items())
+    return "_".join(f"{name}-{re.sub(r'[^A-Za-z0-9._]+', '', str(value))}" for name, value in params.items())
 
 
 def run_one(notebook: Path, params: dict[str, Any], folder: Path) -> dict[str, Any]:

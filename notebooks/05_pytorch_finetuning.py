@@ -183,7 +183,7 @@ if STRATEGY == "finetune_top":
         parameter.requires_grad = False
     for parameter in top.parameters():
         parameter.requires_grad = True
-    frozen = [module for module in model.features.children() if module is not top]
+    frozen = models.blocks_in_order(model)[:-2]  # every block below the top one
     trainable = [p for p in model.parameters() if p.requires_grad]
     print(f"training {sum(p.numel() for p in trainable):,} of {sum(p.numel() for p in model.parameters()):,} "
           "parameters")

@@ -35,10 +35,10 @@ def test_frozen_base_called_in_inference_mode_keeps_its_statistics():
     inputs = keras.Input((32, 32, 3))
     model = keras.Model(inputs, keras.layers.Dense(5)(base(inputs, training=False)))
     model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    before = [np.array(w) for w in base.weights]
+    before = [keras.ops.convert_to_numpy(w) for w in base.weights]
     model.fit(np.random.rand(16, 32, 32, 3).astype("float32") * 5, np.arange(16) % 5, epochs=1, verbose=0)
     for old, new in zip(before, base.weights, strict=True):
-        np.testing.assert_array_equal(old, np.array(new))
+        np.testing.assert_array_equal(old, keras.ops.convert_to_numpy(new))
     base.trainable = True
     assert all(layer.trainable for layer in base.layers)
 

@@ -17,7 +17,7 @@ def test_course_net_shapes_and_parts():
     assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 5)
     assert net.features(torch.zeros(2, 3, 32, 32)).shape == (2, 128) and net.feature_dim == 128
     assert 200_000 < sum(p.numel() for p in net.parameters()) < 400_000
-    assert models.top_block(net) is net.features.stage3
+    assert list(models.top_block(net)) == [net.features.stage3, net.features.norm]
     assert models.blocks_in_order(net)[-1] is net.head
 
 
@@ -25,7 +25,7 @@ def test_torchvision_backbone_keeps_its_head_and_names_blocks():
     net = models.torchvision_net("resnet18", pretrained=False)
     assert net.head.out_features == 1000 and net.feature_dim == 512
     assert models.top_block(net) is net.features.layer4
-    assert net.features(torch.zeros(1, 3, 32, 32)).shape == (1, 512)
+    assert net.eval().features(torch.zeros(1, 3, 32, 32)).shape == (1, 512)
 
 
 def test_checkpoint_round_trip_and_its_failures(tmp_path, monkeypatch):
@@ -40,6 +40,10 @@ def test_checkpoint_round_trip_and_its_failures(tmp_path, monkeypatch):
     assert models.state_fingerprint(loaded) == models.state_fingerprint(net)
     with pytest.raises(models.CheckpointMismatch, match="tag=1, not 2"):
         models.load_checkpoint(path, {"tag": 2})
+    other = models.save_checkpoint(models.course_net(widths=(8, 16, 32, 64)), {
+        "classes": list("abcde"), "widths": [16, 32, 64, 128]}, tmp_path / "other.pt")
+    with pytest.raises(models.CheckpointMismatch, match="different network"):
+        models.load_checkpoint(other)
     with open(path, "ab") as stream:
         stream.write(b"\0")
     with pytest.raises(models.CheckpointCorrupt, match="corrupt"):
@@ -119,7 +123,7 @@ def test_training_the_course_net_beats_chance_clearly():
 def test_probe_copied_into_a_head_predicts_like_the_probe():
     rng = np.random.default_rng(0)
     features = rng.normal(2.0, 3.0, (300, 16)).astype(np.float32)
-    labels = (features[:, 0] + features[:, 1] > 4).astype(int) + (features[:, 2] > 2).astype(int)
+    labels = (features @ rng.normal(0, 1, (16, 3))).argmax(1)  # linearly separable classes
     scaler, probe = torch_train.fit_linear_probe(features, labels)
     head = nn.Linear(16, 3)
     torch_train.probe_to_head(scaler, probe, head)
