@@ -1,7 +1,8 @@
 # Two commands set everything up on a fresh machine (Python 3.11 and pip):
 #   make course   creates .venv if missing, then executes every notebook into outputs/notebooks/
 #   make test     creates .venv if missing, then runs ruff, the unit tests and every notebook under nbval
-# Other targets: make lab, make prefetch, make bench, make sync.
+# Other targets: make lab, make prefetch, make bench (bench-data, bench-torch, bench-keras), make sweep GRID=...,
+# make sync.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROFILE ?= auto
 
-.PHONY: setup course test lab prefetch bench bench-data bench-torch sync clean-outputs
+.PHONY: setup course test lab prefetch bench bench-data bench-torch bench-keras sweep sync clean-outputs
 
 setup: $(STAMP)
 
@@ -33,13 +34,19 @@ lab: setup
 prefetch: setup
 	$(BIN)/python -m helpers.prefetch
 
-bench: bench-data bench-torch
+bench: bench-data bench-torch bench-keras
 
 bench-data: setup
 	$(BIN)/python -m benchmarks.data_loading
 
 bench-torch: setup
 	$(BIN)/python -m benchmarks.pytorch_transfer
+
+bench-keras: setup
+	$(BIN)/python -m benchmarks.keras_transfer
+
+sweep: setup
+	$(BIN)/python -m helpers.sweep $(GRID)
 
 sync: setup
 	$(BIN)/jupytext --sync notebooks/[0-9][0-9]_*.py

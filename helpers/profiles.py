@@ -10,6 +10,21 @@ from .runtime import has_gpu
 
 VALID_PROFILES = ("smoke", "cpu", "full", "auto")
 
+
+
+def finetuning_profiles(imagenet_cpu_size: int) -> dict[str, dict[str, Any]]:
+    """Knobs shared by the Keras and PyTorch fine-tuning notebooks, so the two compare row by row."""
+    return {
+        "smoke": {"num_epochs": 1, "min_steps": 3, "batch_size": 64, "lr": 0.01, "labels_per_class": 20,
+                  "imagenet_image_size": 32, "synthetic_train_per_class": 100, "synthetic_test_per_class": 20},
+        "cpu": {"num_epochs": 15, "min_steps": 200, "batch_size": 64, "lr": 0.01, "labels_per_class": 500,
+                "imagenet_image_size": imagenet_cpu_size, "synthetic_train_per_class": 1000,
+                "synthetic_test_per_class": 200},
+        "full": {"num_epochs": 10, "min_steps": 500, "batch_size": 128, "lr": 0.01, "labels_per_class": None,
+                 "imagenet_image_size": 224, "synthetic_train_per_class": 5000, "synthetic_test_per_class": 1000},
+    }
+
+
 # One table per notebook: the value of each knob in each concrete profile.
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "00_setup_and_data": {
@@ -38,22 +53,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "full": {"num_epochs": 40, "train_per_class": None, "batch_size": 128, "lr": 0.1,
                  "synthetic_train_per_class": 5000, "synthetic_test_per_class": 1000},
     },
-    "04_keras_finetuning": {
-        "smoke": {"num_epochs": 1, "min_steps": 3, "batch_size": 64, "lr": 0.01, "labels_per_class": 20,
-                  "imagenet_image_size": 32, "synthetic_train_per_class": 100, "synthetic_test_per_class": 20},
-        "cpu": {"num_epochs": 15, "min_steps": 200, "batch_size": 64, "lr": 0.01, "labels_per_class": 500,
-                "imagenet_image_size": 96, "synthetic_train_per_class": 1000, "synthetic_test_per_class": 200},
-        "full": {"num_epochs": 10, "min_steps": 500, "batch_size": 128, "lr": 0.01, "labels_per_class": None,
-                 "imagenet_image_size": 224, "synthetic_train_per_class": 5000, "synthetic_test_per_class": 1000},
-    },
-    "05_pytorch_finetuning": {
-        "smoke": {"num_epochs": 1, "min_steps": 3, "batch_size": 64, "lr": 0.01, "labels_per_class": 20,
-                  "imagenet_image_size": 32, "synthetic_train_per_class": 100, "synthetic_test_per_class": 20},
-        "cpu": {"num_epochs": 15, "min_steps": 200, "batch_size": 64, "lr": 0.01, "labels_per_class": 500,
-                "imagenet_image_size": 64, "synthetic_train_per_class": 1000, "synthetic_test_per_class": 200},
-        "full": {"num_epochs": 10, "min_steps": 500, "batch_size": 128, "lr": 0.01, "labels_per_class": None,
-                 "imagenet_image_size": 224, "synthetic_train_per_class": 5000, "synthetic_test_per_class": 1000},
-    },
+    "04_keras_finetuning": finetuning_profiles(imagenet_cpu_size=96),
+    "05_pytorch_finetuning": finetuning_profiles(imagenet_cpu_size=64),
     "06_evaluation": {
         "smoke": {"bootstrap_resamples": 200},
         "cpu": {"bootstrap_resamples": 2000},

@@ -53,9 +53,14 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, flip_tt
 def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | None, optimizer: torch.optim.Optimizer,
         num_epochs: int, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], device: torch.device,
         scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, frozen: Iterable[nn.Module] = (),
-        desc: str = "training") -> list[dict[str, float]]:
-    """Train for `num_epochs` (scheduler stepped per batch), validating after each; return per-epoch history."""
+        desc: str = "training", validations: int = 15) -> list[dict[str, float]]:
+    """Train for `num_epochs` (scheduler stepped per batch); return per-epoch history.
+
+    Validation runs about `validations` times, evenly spaced and always after the last epoch, so runs of many
+    tiny epochs (few labels) do not spend their time validating.
+    """
     frozen = list(frozen)
+    validate_every = max(1, num_epochs // validations)
     history = []
     bar = tqdm(range(1, num_epochs + 1), desc=desc, unit="epoch")
     for epoch in bar:
@@ -78,7 +83,7 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
             seen += len(labels)
         row = {"epoch": epoch, "train_loss": total_loss / seen, "train_acc": correct / seen,
                "seconds": time.perf_counter() - start}
-        if val_loader is not None:
+        if val_loader is not None and (epoch % validate_every == 0 or epoch == num_epochs):
             result = evaluate(model, val_loader, device)
             row.update(val_loss=result["loss"], val_acc=result["acc"])
         history.append(row)

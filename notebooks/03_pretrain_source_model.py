@@ -128,13 +128,13 @@ train_seconds = time.perf_counter() - start
 
 # %%
 if history:
-    epochs = [row["epoch"] for row in history]
+    epochs, validated = [row["epoch"] for row in history], [row for row in history if "val_acc" in row]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.5))
     ax_loss.plot(epochs, [r["train_loss"] for r in history], label="train")
-    ax_loss.plot(epochs, [r["val_loss"] for r in history], label="validation")
+    ax_loss.plot([r["epoch"] for r in validated], [r["val_loss"] for r in validated], label="validation")
     ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss")
     ax_acc.plot(epochs, [r["train_acc"] for r in history], label="train")
-    ax_acc.plot(epochs, [r["val_acc"] for r in history], label="validation")
+    ax_acc.plot([r["epoch"] for r in validated], [r["val_acc"] for r in validated], label="validation")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="Accuracy")
     ax_acc.legend()
     plt.show()

@@ -117,11 +117,11 @@ val_idx = splits.split_indices(target, "val", seed=SEED)
 one_hot = lambda dataset: dataset.map(lambda x, y: (x, keras.ops.one_hot(y, target.num_classes)))
 pipeline = {"image_size": image_size, "normalize": normalize}
 train_ds = one_hot(tf_data.make_tf_dataset(target.x_train[train_idx], target.y_train[train_idx], train=True,
-                                           batch_size=config["batch_size"], seed=SEED, **pipeline))
+                                           batch_size=config["batch_size"], seed=SEED, **pipeline)).repeat()
 val_ds = one_hot(tf_data.make_tf_dataset(target.x_train[val_idx], target.y_train[val_idx], False, **pipeline))
 test_ds = one_hot(tf_data.make_tf_dataset(target.x_test, target.y_test, False, **pipeline))
-steps_per_epoch = math.ceil(len(train_idx) / config["batch_size"])
-num_epochs = max(config["num_epochs"], math.ceil(config["min_steps"] / steps_per_epoch))
+num_epochs = config["num_epochs"]  # with few labels an epoch repeats the data, for the same step budget as PyTorch
+steps_per_epoch = max(math.ceil(len(train_idx) / config["batch_size"]), math.ceil(config["min_steps"] / num_epochs))
 print(f"{target.class_names}: train {len(train_idx)}, validation {len(val_idx)}, test {len(target.y_test)}; "
       f"{num_epochs} epochs of {steps_per_epoch} steps per phase")
 
@@ -165,7 +165,8 @@ def compile_and_fit(model: keras.Model, lr: float, epochs: int, phase: str) -> k
                                                  "val_categorical_accuracy", save_best_only=True,
                                                  save_weights_only=True),
                  keras.callbacks.CSVLogger(str(run_folder / f"history_{phase}.csv"))]
-    return model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=2)
+    return model.fit(train_ds, validation_data=val_ds, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                     callbacks=callbacks, verbose=2)
 
 
 lr = config["lr"]

@@ -262,8 +262,9 @@ print(f"{STRATEGY} with {config['weights']} weights, {per_class or 'all'} labels
 
 if history:
     fig, ax = plt.subplots(figsize=(6, 3.5))
+    validated = [r for r in history if "val_acc" in r]
     ax.plot([r["epoch"] for r in history], [r["train_acc"] for r in history], label="train (augmented)")
-    ax.plot([r["epoch"] for r in history], [r["val_acc"] for r in history], label="validation")
+    ax.plot([r["epoch"] for r in validated], [r["val_acc"] for r in validated], "o-", label="validation")
     ax.set(xlabel="epoch", ylabel="accuracy", title=f"{STRATEGY}: learning curve")
     ax.legend()
     plt.show()

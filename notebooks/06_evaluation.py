@@ -123,7 +123,7 @@ fig, ax = plt.subplots(figsize=(7, 3.8))
 for run in runs:
     first_seed = run["config"]["seed"] == runs[0]["config"]["seed"]
     if (run["config"].get("labels_per_class") or 10**9) == budget and first_seed:
-        history = run["metrics"]["history"]
+        history = [h for h in run["metrics"]["history"] if "val_acc" in h]
         if history:
             ax.plot([h["epoch"] for h in history], [h["val_acc"] for h in history],
                     label=f"{run['framework']} {run['config']['strategy']}")

@@ -1,0 +1,79 @@
+"""Benchmark: Keras feature extraction and fine-tuning on the source-to-target split, beside the PyTorch rows.
+
+Runs notebook 04 through papermill (TensorFlow backend, the course model ported from PyTorch, offline on a
+local CIFAR-10 copy) for `linear_probe` (feature extraction) and `lp_ft` (feature extraction, then fine-tuning
+of the whole base) at 50 and 500 labels per class, plus one run that measures the BatchNorm pitfall. Reads
+outputs/benchmarks/pytorch_transfer.json (run `make bench-torch` first) and writes
+outputs/benchmarks/keras_transfer.{json,md} with both frameworks side by side.
+
+    python -m benchmarks.keras_transfer [--seeds 3] [--labels 50 500] [--source PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from helpers.paths import outputs_root
+from helpers.reporting import write_benchmark
+from helpers.sweep import read_metrics, run_sweep
+
+from .common import data_name, use_offline_jpeg_copy
+from .pytorch_transfer import summarize
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the Keras rows, put the PyTorch rows beside them, write the report; exit 1 if a run failed."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--labels", type=int, nargs="+", default=[50, 500])
+    parser.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "full"])
+    parser.add_argument("--source", type=Path, help="local CIFAR-10 copy (default: the shared JPEG copy)")
+    args = parser.parse_args(argv)
+    use_offline_jpeg_copy(args.source)
+    root = outputs_root() / "benchmarks" / "keras_transfer"
+    common = {"PROFILE": [args.profile], "WEIGHTS": ["course"], "TASK": ["target"]}
+    results = run_sweep("04_keras_finetuning", {**common, "STRATEGY": ["linear_probe", "lp_ft"],
+                                                "LABELS_PER_CLASS": args.labels, "SEED": list(range(args.seeds)),
+                                                "SHOW_BN_PITFALL": [False]}, root / "runs")
+    pitfall = run_sweep("04_keras_finetuning", {**common, "STRATEGY": ["lp_ft"], "SEED": [0],
+                                                "LABELS_PER_CLASS": [min(args.labels)], "SHOW_BN_PITFALL": [True]},
+                        root / "bn_pitfall")
+    records = [record for record in map(read_metrics, results) if record]
+    keras_rows = [{**row, "framework": "keras"} for row in summarize(records)]
+    torch_report = outputs_root() / "benchmarks" / "pytorch_transfer.json"
+    torch_rows = []
+    if torch_report.exists():
+        torch_rows = [{**row, "framework": "pytorch"} for row in json.loads(torch_report.read_text())["rows"]
+                      if row["labels_per_class"] in args.labels and row["strategy"] in ("linear_probe", "lp_ft")]
+    gaps = []
+    for row in keras_rows:
+        match = next((t for t in torch_rows if (t["labels_per_class"], t["strategy"]) ==
+                      (row["labels_per_class"], row["strategy"])), None)
+        if match:
+            row["pytorch_acc_mean"] = match["test_acc_mean"]
+            row["gap_points"] = 100 * (row["test_acc_mean"] - match["test_acc_mean"])
+            gaps.append(f"- {row['strategy']} at {row['labels_per_class']}/class: Keras {row['test_acc_mean']:.3f} vs "
+                        f"PyTorch {match['test_acc_mean']:.3f} ({row['gap_points']:+.1f} points; target within 2)")
+    pitfall_record = read_metrics(pitfall[0]) if pitfall else None
+    bn = (pitfall_record or {}).get("metrics", {}).get("bn_pitfall")
+    comparison = "\n".join(gaps) or "- no PyTorch rows found: run `make bench-torch` first"
+    pitfall_text = (f"\n\nBatchNorm pitfall (lp_ft, {min(args.labels)}/class, seed 0): base in inference mode "
+                    f"{bn['base_inference_mode']:.3f}, base in training mode {bn['base_training_mode']:.3f}."
+                    if bn else "")
+    notes = ("Keras 3 on TensorFlow, the course model ported from PyTorch (identical source weights), target task "
+             "CIFAR-10 classes 5-9. Keras linear_probe = feature extraction (frozen base, Dense head trained by SGD); "
+             "PyTorch linear_probe = logistic regression on cached features. lp_ft in both: head first, then the "
+             f"whole base at a low learning rate.\n\nComparison with PyTorch:\n{comparison}{pitfall_text}")
+    failed = [r for r in results + pitfall if r["status"].startswith("failed")]
+    identity = {**records[0]["data"], "name": data_name(records[0]["data"])} if records else {}
+    write_benchmark("keras_transfer", keras_rows + torch_rows,
+                    ["framework", "labels_per_class", "strategy", "test_acc_mean", "test_acc_std", "seeds",
+                     "wall_s_mean", "pytorch_acc_mean", "gap_points"], identity, notes=notes)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
