@@ -75,10 +75,15 @@ def test_history_rows_use_the_pytorch_names():
     assert rows[1] == {"epoch": 4, "train_loss": 0.5, "train_acc": 0.6, "val_loss": 0.6, "val_acc": 0.5}
 
 
-def test_vgg16_baseline_trains_its_head_on_frozen_features():
+def test_vgg16_baseline_trains_its_head_on_frozen_features(monkeypatch):
     from helpers import data
 
+    def small_base(include_top, weights, input_shape):  # a stand-in: random deep VGG16 features collapse
+        return keras.Sequential([keras.Input(input_shape), keras.layers.Conv2D(32, 5, activation="relu"),
+                                 keras.layers.MaxPooling2D(4)])
+
+    monkeypatch.setattr(keras_models, "keras_application", lambda name: small_base)
     synthetic = data.make_synthetic(50, 10, seed=0)
     accuracy = keras_models.vgg16_baseline(synthetic.x_train, synthetic.y_train, synthetic.x_test, synthetic.y_test,
-                                           10, epochs=5, weights=None)
-    assert accuracy > 0.2  # chance is 0.1: even random frozen features carry the pattern classes
+                                           10, epochs=25, weights=None)
+    assert accuracy > 0.25  # chance is 0.1
