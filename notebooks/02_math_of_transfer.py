@@ -229,7 +229,7 @@ checks["l2sp_grad_vs_autograd"] = max((w.grad - tm.l2sp_gradient(w.detach(), a, 
 print(f"L2-SP gradient: formula vs autograd, max difference {checks['l2sp_grad_vs_autograd']:.1e}")
 
 # %% [markdown]
-# Then its effect, on the same 60 target labels and a high learning rate: weight decay against L2-SP of the
+# Then its effect, on the same 60 target labels and a fairly high learning rate (0.2): weight decay against L2-SP of the
 # same strength on the body (the last layer is the head).
 
 # %%
@@ -239,7 +239,7 @@ for name in ("weight decay", "L2-SP"):
     body, anchors_ = list(net[:3].parameters()), [p.detach().clone() for p in net[:3].parameters()]
     penalty = (lambda body=body, anchors_=anchors_, net=net: tm.l2sp_penalty(
         body, anchors_, [net[4].weight], alpha=0.1, beta=0.001)) if name == "L2-SP" else None
-    train_toy(net, target_x, target_y, lr=0.5, steps=200, weight_decay=0.05 if name == "weight decay" else 0.0,
+    train_toy(net, target_x, target_y, lr=0.2, steps=200, weight_decay=0.05 if name == "weight decay" else 0.0,
               penalty=penalty)
     drift = sum(((p - p0) ** 2).sum() for p, p0 in zip(body, anchors_, strict=True)).sqrt().item()
     print(f"{name:12s}: distance of the body from w0 {drift:.2f}, target test accuracy "
@@ -275,7 +275,7 @@ print("after the first stage, trainable:", [any(p.requires_grad for p in b.param
 # worse out-of-distribution. Fitting the head first (linear probing, LP) and only then fine-tuning (FT)
 # starts where the gradient into the features is small. A linear toy where the distortion can be measured:
 # features $B x$ with $B \in \mathbb{R}^{k\times d}$ pretrained to the "true" $B^\star$, labels from
-# $v^{\star\top} B^\star x$, target training inputs confined to a 3-dimensional subspace of the 10 input
+# $v^{\star\top} B^\star x$, target training inputs confined to a 6-dimensional subspace of the 10 input
 # dimensions, and out-of-distribution (OOD) test inputs in all 10.
 
 # %%
@@ -283,11 +283,11 @@ generator = torch.Generator().manual_seed(SEED)
 d, k = 10, 5
 true_b = torch.randn(k, d, generator=generator)
 true_v = torch.randn(k, generator=generator)
-subspace = torch.linalg.qr(torch.randn(d, 3, generator=generator))[0]
-train_inputs = torch.randn(200, 3, generator=generator) @ subspace.T
+subspace = torch.linalg.qr(torch.randn(d, 6, generator=generator))[0]
+train_inputs = torch.randn(200, 6, generator=generator) @ subspace.T
 ood_inputs = torch.randn(500, d, generator=generator)
 label = lambda x: x @ true_b.T @ true_v
-pretrained_b = true_b + 0.1 * torch.randn(k, d, generator=generator)  # a good, not perfect, source model
+pretrained_b = true_b + 0.05 * torch.randn(k, d, generator=generator)  # a good, not perfect, source model
 
 
 def finetune_linear(head_start: torch.Tensor, steps: int = 300, lr: float = 0.01) -> tuple[float, float]:
