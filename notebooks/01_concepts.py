@@ -27,7 +27,7 @@
 # - Predict when transfer helps (related tasks, little target data) and when it can hurt (negative transfer).
 # - Measure it: accuracy against the number of target labels, from scratch versus from a source model.
 #
-# **Estimated time**: reading 20 minutes; the experiment about 2 minutes on 2 CPU cores in the `cpu` profile
+# **Estimated time**: reading 20 minutes; the experiment about 4 minutes on 2 CPU cores in the `cpu` profile
 # (seconds on a GPU, seconds in `smoke`).
 
 # %% tags=["parameters"]
