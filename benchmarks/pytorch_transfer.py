@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from helpers.course import NOTEBOOKS_DIR
 from helpers.paths import outputs_root
 from helpers.reporting import write_benchmark
 from helpers.sweep import read_metrics, run_one, run_sweep
@@ -30,8 +31,6 @@ TARGETS = "source test >= 0.90 in <= 600 s; best at 50/class >= 0.85; best at 50
 
 def pretrain(root: Path, profile: str) -> dict[str, Any]:
     """Run notebook 03 once (reusing a valid checkpoint) and return its metrics record."""
-    from helpers.course import NOTEBOOKS_DIR
-
     result = run_one(NOTEBOOKS_DIR / "03_pretrain_source_model.ipynb", {"PROFILE": profile}, root / "pretrain")
     record = read_metrics(result)
     if record is None:

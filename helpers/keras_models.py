@@ -97,8 +97,8 @@ def course_base(profile: str, dataset: str = "auto") -> tuple[Any, Any, dict[str
     torch_model, meta = load_checkpoint(torch_path)
     base, head = course_net_keras(len(meta["classes"]), tuple(meta["widths"]))
     model = keras.Sequential([base, head])
-    if record.exists() and json.loads(record.read_text()).get("torch_sha256") == torch_sha \
-            and sha256_of(cached) == json.loads(record.read_text()).get("sha256"):
+    stored = json.loads(record.read_text()) if record.exists() and cached.exists() else {}
+    if stored.get("torch_sha256") == torch_sha and stored.get("sha256") == sha256_of(cached):
         model.load_weights(cached)
     else:
         copy_torch_weights(torch_model, base, head)

@@ -64,12 +64,18 @@ def run_one(notebook: Path, params: dict[str, Any], folder: Path) -> dict[str, A
             "seconds": round(time.perf_counter() - start, 1)}
 
 
-def run_sweep(notebook: str, grid: dict[str, list[Any]], root: Path) -> list[dict[str, Any]]:
-    """Run every combination of a grid over a notebook into root/<run name>/, printing progress."""
+def notebook_path(notebook: str) -> Path:
+    """Return a course notebook's path by name, listing the notebooks when the name is wrong."""
     path = NOTEBOOKS_DIR / f"{notebook}.ipynb"
     if not path.exists():
         known = ", ".join(p.stem for p in sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")))
         raise ValueError(f"No notebook {notebook!r}; notebooks: {known}")
+    return path
+
+
+def run_sweep(notebook: str, grid: dict[str, list[Any]], root: Path) -> list[dict[str, Any]]:
+    """Run every combination of a grid over a notebook into root/<run name>/, printing progress."""
+    path = notebook_path(notebook)
     combinations = expand_grid(grid)
     results = []
     for number, params in enumerate(combinations, 1):
@@ -183,12 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="output root (default outputs/runs/<notebook>)")
     args = parser.parse_args(argv)
     notebook, grid = load_grid(args.grid)
-    path = NOTEBOOKS_DIR / f"{notebook}.ipynb"
-    if not path.exists():
-        known = ", ".join(p.stem for p in sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")))
-        raise SystemExit(f"No notebook {notebook!r}; notebooks: {known}")
     try:
-        validate_grid(path, grid)
+        validate_grid(notebook_path(notebook), grid)
     except ValueError as error:
         raise SystemExit(str(error)) from error
     root = args.out or outputs_root() / "runs" / notebook

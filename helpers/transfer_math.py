@@ -6,7 +6,7 @@ force or scikit-learn.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -173,15 +173,3 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
                                 nn.functional.log_softmax(teacher_logits / temperature, dim=1),
                                 reduction="batchmean", log_target=True)
     return alpha * temperature ** 2 * soft + (1 - alpha) * nn.functional.cross_entropy(student_logits, labels)
-
-
-# ---------------------------------------------------------------------------------------------- BatchNorm
-
-def batchnorm_statistics(module: nn.Module) -> list[torch.Tensor]:
-    """Copy every BatchNorm running mean in a module (to see whether they moved)."""
-    return [m.running_mean.clone() for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-
-
-def parameters_of(modules: Iterable[nn.Module]) -> list[torch.Tensor]:
-    """Flatten the parameters of several modules into one list."""
-    return [p for module in modules for p in module.parameters()]

@@ -68,6 +68,7 @@ import torch
 from torch import nn
 
 from helpers import data, models, plots, profiles, reporting, runtime, splits, torch_data, torch_train
+from helpers import transfer_math as tm
 
 STRATEGIES = ("scratch", "linear_probe", "finetune_top", "finetune_full", "lp_ft", "discriminative", "l2sp")
 if STRATEGY not in STRATEGIES:
@@ -210,8 +211,7 @@ if STRATEGY in ("finetune_full", "lp_ft"):
     param_groups = [{"params": model.parameters(), "lr": lr}]
 if STRATEGY == "discriminative":
     blocks = models.blocks_in_order(model)  # input side first, head last
-    param_groups = [{"params": block.parameters(), "lr": lr * 10 * 0.5 ** (len(blocks) - 1 - depth)}
-                    for depth, block in enumerate(blocks)]
+    param_groups = tm.layerwise_lr_groups(blocks, base_lr=lr * 10, decay=0.5)  # head 10x lr, each block below half
     print("learning rate per block:", [f"{group['lr']:.5f}" for group in param_groups])
 if STRATEGY == "l2sp":
     alpha, beta = 0.01, 0.01
@@ -220,9 +220,8 @@ if STRATEGY == "l2sp":
 
     def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Cross-entropy plus L2-SP: pull transferred weights to their start, the new head to zero."""
-        drift = sum(((p - p0) ** 2).sum() for p, p0 in zip(model.features.parameters(), anchors, strict=True))
-        head_norm = (model.head.weight ** 2).sum()
-        return cross_entropy(logits, labels) + alpha / 2 * drift + beta / 2 * head_norm
+        penalty = tm.l2sp_penalty(list(model.features.parameters()), anchors, [model.head.weight], alpha, beta)
+        return cross_entropy(logits, labels) + penalty  # alpha/2 ||w - w0||^2 + beta/2 ||head||^2, notebook 02
 
     param_groups = [{"params": model.parameters(), "lr": lr}]
 if STRATEGY == "scratch":
