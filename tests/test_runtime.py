@@ -77,3 +77,11 @@ def test_every_profile_table_defines_the_same_knobs():
     for notebook, table in profiles.PROFILES.items():
         assert set(table) == {"smoke", "cpu", "full"}, notebook
         assert len({frozenset(knobs) for knobs in table.values()}) == 1, notebook
+
+
+def test_synthetic_sizes_leave_enough_training_images_after_validation():
+    for notebook, table in profiles.PROFILES.items():
+        for profile, knobs in table.items():
+            wanted = knobs.get("train_per_class") or knobs.get("labels_per_class")
+            if wanted and "synthetic_train_per_class" in knobs:
+                assert wanted <= 0.9 * knobs["synthetic_train_per_class"], (notebook, profile)
