@@ -6,13 +6,14 @@ of the whole base) at 50 and 500 labels per class, plus one run that measures th
 outputs/benchmarks/pytorch_transfer.json (run `make bench-torch` first) and writes
 outputs/benchmarks/keras_transfer.{json,md} with both frameworks side by side.
 
-    python -m benchmarks.keras_transfer [--seeds 3] [--labels 50 500] [--source PATH]
+    python -m benchmarks.keras_transfer [--seeds 3] [--labels 50 500] [--source PATH] [--fresh]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -31,9 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--labels", type=int, nargs="+", default=[50, 500])
     parser.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "full"])
     parser.add_argument("--source", type=Path, help="local CIFAR-10 copy (default: the shared JPEG copy)")
+    parser.add_argument("--fresh", action="store_true", help="delete earlier runs first (after a new source model)")
     args = parser.parse_args(argv)
     use_offline_jpeg_copy(args.source)
     root = outputs_root() / "benchmarks" / "keras_transfer"
+    if args.fresh and root.exists():
+        shutil.rmtree(root)
     common = {"PROFILE": [args.profile], "WEIGHTS": ["course"], "TASK": ["target"]}
     results = run_sweep("04_keras_finetuning", {**common, "STRATEGY": ["linear_probe", "lp_ft"],
                                                 "LABELS_PER_CLASS": args.labels, "SEED": list(range(args.seeds)),

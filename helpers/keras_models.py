@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .data import sha256_of
-from .models import checkpoint_path, ensure_course_checkpoint, load_checkpoint
+from .models import COURSE_NET_WIDTHS, checkpoint_path, ensure_course_checkpoint, load_checkpoint
 from .paths import OFFLINE_ENV, PREFETCH_COMMAND, data_root, is_offline
 from .weights import keras_application, weight_file
 
@@ -50,7 +50,7 @@ def check_keras_image_size(model: str, image_size: int) -> None:
         raise ValueError(f"{model} needs inputs of at least {smallest}x{smallest}, got {image_size}x{image_size}.")
 
 
-def course_net_keras(num_classes: int = 5, widths: tuple[int, ...] = (16, 32, 64, 128),
+def course_net_keras(num_classes: int = 5, widths: tuple[int, ...] = COURSE_NET_WIDTHS,
                      image_size: int = 32) -> tuple[Any, Any]:
     """Build the course network in Keras: (feature extractor model, head layer), layers named like PyTorch's."""
     import keras

@@ -22,6 +22,7 @@ from .paths import OFFLINE_ENV, PREFETCH_COMMAND, data_root, is_offline
 VALID_WEIGHTS = ("imagenet", "course", "none", "auto")
 TORCHVISION_MODELS = ("resnet18", "resnet34", "resnet50", "mobilenet_v3_small", "efficientnet_b0")
 VALID_MODELS = ("course_net", *TORCHVISION_MODELS)
+COURSE_NET_WIDTHS = (16, 32, 64, 256)  # stem, then the three stages; the last is the feature width
 
 
 def conv_bn(c_in: int, c_out: int) -> nn.Sequential:
@@ -61,8 +62,8 @@ class TransferNet(nn.Module):
         return self.head.in_features
 
 
-def course_net(num_classes: int = 5, widths: tuple[int, int, int, int] = (16, 32, 64, 128)) -> TransferNet:
-    """Build the course's compact ResNet-style CNN for 32x32 images (about 0.3 M parameters)."""
+def course_net(num_classes: int = 5, widths: tuple[int, int, int, int] = COURSE_NET_WIDTHS) -> TransferNet:
+    """Build the course's compact ResNet-style CNN for 32x32 images (about 0.8 M parameters)."""
     stem, w1, w2, w3 = widths
     features = nn.Sequential(OrderedDict(
         stem=conv_bn(3, stem), stage1=ResidualStage(stem, w1), stage2=ResidualStage(w1, w2),

@@ -48,7 +48,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "03_pretrain_source_model": {
         "smoke": {"num_epochs": 2, "train_per_class": 300, "batch_size": 128, "lr": 0.1,
                   "synthetic_train_per_class": 400, "synthetic_test_per_class": 50},  # 360 left after validation
-        "cpu": {"num_epochs": 15, "train_per_class": None, "batch_size": 128, "lr": 0.1,
+        "cpu": {"num_epochs": 13, "train_per_class": None, "batch_size": 256, "lr": 0.2,
                 "synthetic_train_per_class": 1000, "synthetic_test_per_class": 200},
         "full": {"num_epochs": 40, "train_per_class": None, "batch_size": 128, "lr": 0.1,
                  "synthetic_train_per_class": 5000, "synthetic_test_per_class": 1000},

@@ -15,8 +15,8 @@ CPU = torch.device("cpu")
 def test_course_net_shapes_and_parts():
     net = models.course_net(num_classes=5)
     assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 5)
-    assert net.features(torch.zeros(2, 3, 32, 32)).shape == (2, 128) and net.feature_dim == 128
-    assert 200_000 < sum(p.numel() for p in net.parameters()) < 400_000
+    assert net.features(torch.zeros(2, 3, 32, 32)).shape == (2, 256) and net.feature_dim == 256
+    assert 600_000 < sum(p.numel() for p in net.parameters()) < 1_000_000
     assert list(models.top_block(net)) == [net.features.stage3, net.features.norm]
     assert models.blocks_in_order(net)[-1] is net.head
 
@@ -30,7 +30,7 @@ def test_torchvision_backbone_keeps_its_head_and_names_blocks():
 
 def test_checkpoint_round_trip_and_its_failures(tmp_path, monkeypatch):
     net = models.course_net()
-    path = models.save_checkpoint(net, {"classes": list("abcde"), "widths": [16, 32, 64, 128], "tag": 1},
+    path = models.save_checkpoint(net, {"classes": list("abcde"), "widths": list(models.COURSE_NET_WIDTHS), "tag": 1},
                                   tmp_path / "model.pt")
     calls = []
     real_load = torch.load
@@ -41,7 +41,7 @@ def test_checkpoint_round_trip_and_its_failures(tmp_path, monkeypatch):
     with pytest.raises(models.CheckpointMismatch, match="tag=1, not 2"):
         models.load_checkpoint(path, {"tag": 2})
     other = models.save_checkpoint(models.course_net(widths=(8, 16, 32, 64)), {
-        "classes": list("abcde"), "widths": [16, 32, 64, 128]}, tmp_path / "other.pt")
+        "classes": list("abcde"), "widths": list(models.COURSE_NET_WIDTHS)}, tmp_path / "other.pt")
     with pytest.raises(models.CheckpointMismatch, match="different network"):
         models.load_checkpoint(other)
     with open(path, "ab") as stream:
@@ -67,7 +67,7 @@ def test_imagenet_offline_without_cache_names_prefetch(data_root, monkeypatch):
 
 def test_auto_falls_back_loudly_to_the_course_model(data_root, monkeypatch, capsys):
     monkeypatch.setenv("TORCH_HOME", str(data_root / "torch"))
-    models.save_checkpoint(models.course_net(), {"classes": list("abcde"), "widths": [16, 32, 64, 128],
+    models.save_checkpoint(models.course_net(), {"classes": list("abcde"), "widths": list(models.COURSE_NET_WIDTHS),
                                                  "source_test_acc": 0.9, "data": {}},
                            models.checkpoint_path("smoke"))
     net, info = models.source_model("auto", "resnet18", "smoke")
