@@ -52,21 +52,21 @@ def check_keras_image_size(model: str, image_size: int) -> None:
 
 def course_net_keras(num_classes: int = 5, widths: tuple[int, ...] = COURSE_NET_WIDTHS,
                      image_size: int = 32) -> tuple[Any, Any]:
-    """Build the course network in Keras: (feature extractor model, head layer), layers named like PyTorch's."""
+    """Build the course network in Keras (feature extractor, head), named like PyTorch's layers with _ for the dots."""
     import keras
     from keras import layers
 
     def conv_bn(x: Any, channels: int, name: str) -> Any:
         """Convolution, batch norm (PyTorch's epsilon and momentum), ReLU."""
-        x = layers.Conv2D(channels, 3, padding="same", use_bias=False, name=f"{name}.0")(x)
-        x = layers.BatchNormalization(epsilon=1e-5, momentum=0.9, name=f"{name}.1")(x)
-        return layers.ReLU(name=f"{name}.2")(x)
+        x = layers.Conv2D(channels, 3, padding="same", use_bias=False, name=f"{name}_0")(x)
+        x = layers.BatchNormalization(epsilon=1e-5, momentum=0.9, name=f"{name}_1")(x)
+        return layers.ReLU(name=f"{name}_2")(x)
 
     inputs = keras.Input((image_size, image_size, 3))
     x = conv_bn(inputs, widths[0], "stem")
     for stage, channels in enumerate(widths[1:], 1):
-        x = layers.MaxPooling2D(2, name=f"stage{stage}.pool")(conv_bn(x, channels, f"stage{stage}.widen"))
-        x = layers.Add(name=f"stage{stage}.add")([x, conv_bn(x, channels, f"stage{stage}.residual")])
+        x = layers.MaxPooling2D(2, name=f"stage{stage}_pool")(conv_bn(x, channels, f"stage{stage}_widen"))
+        x = layers.Add(name=f"stage{stage}_add")([x, conv_bn(x, channels, f"stage{stage}_residual")])
     x = layers.GlobalMaxPooling2D(name="pool")(x)
     features = layers.BatchNormalization(epsilon=1e-5, momentum=0.9, name="norm")(x)
     return keras.Model(inputs, features, name="course_net"), layers.Dense(num_classes, name="head")
@@ -76,7 +76,7 @@ def copy_torch_weights(torch_model: Any, base: Any, head: Any) -> None:
     """Copy the PyTorch course model's weights into the Keras one (convolutions, batch norms, head)."""
     state = {k: v.detach().cpu().numpy() for k, v in torch_model.state_dict().items()}
     for layer in base.layers:
-        key = f"features.{layer.name}"
+        key = "features." + layer.name.replace("_", ".")  # Keras names use _ where PyTorch has .
         if layer.__class__.__name__ == "Conv2D":
             layer.set_weights([state[f"{key}.weight"].transpose(2, 3, 1, 0)])
         elif layer.__class__.__name__ == "BatchNormalization":
@@ -98,12 +98,14 @@ def course_base(profile: str, dataset: str = "auto") -> tuple[Any, Any, dict[str
     base, head = course_net_keras(len(meta["classes"]), tuple(meta["widths"]))
     model = keras.Sequential([base, head])
     stored = json.loads(record.read_text()) if record.exists() and cached.exists() else {}
-    if stored.get("torch_sha256") == torch_sha and stored.get("sha256") == sha256_of(cached):
+    layer_names = [layer.name for layer in base.layers]
+    if (stored.get("torch_sha256") == torch_sha and stored.get("sha256") == sha256_of(cached)
+            and stored.get("layers") == layer_names):
         model.load_weights(cached)
     else:
         copy_torch_weights(torch_model, base, head)
         model.save_weights(cached)
-        record.write_text(json.dumps({"torch_sha256": torch_sha, "sha256": sha256_of(cached)}))
+        record.write_text(json.dumps({"torch_sha256": torch_sha, "sha256": sha256_of(cached), "layers": layer_names}))
     info = {"weights": "course", "model": "course_net", "checkpoint": str(cached), "sha256": sha256_of(cached),
             "ported_from": str(checkpoint_path(profile)), "torch_sha256": torch_sha,
             "source_test_acc_pytorch": meta["source_test_acc"]}
@@ -117,13 +119,19 @@ def application_base(model: str, image_size: int, pretrained: bool) -> Any:
         raise FileNotFoundError(f"ImageNet weights for Keras {model} are not cached at {entry.path} and "
                                 f"{OFFLINE_ENV}=1. Run `{PREFETCH_COMMAND}` with a network, or use "
                                 "WEIGHTS='course' (offline) or WEIGHTS='auto'.")
+    return build_application(model, weights="imagenet" if pretrained else None,
+                             input_shape=(image_size, image_size, 3), pooling="avg")
+
+
+def build_application(model: str, **kwargs: Any) -> Any:
+    """Build a headless keras.applications model; a failed weight download becomes an OSError that says so."""
     try:
-        return keras_application(model)(include_top=False, weights="imagenet" if pretrained else None,
-                                   input_shape=(image_size, image_size, 3), pooling="avg")
+        return keras_application(model)(include_top=False, **kwargs)
     except Exception as error:  # Keras raises a bare Exception when the download fails
         if isinstance(error, ValueError):
             raise
-        raise OSError(f"ImageNet weights for Keras {model} could not be downloaded ({error}).") from error
+        raise OSError(f"ImageNet weights for Keras {model} could not be downloaded ({error}); run "
+                      f"`{PREFETCH_COMMAND}` with a network, or set {OFFLINE_ENV}=1 to skip them.") from error
 
 
 def preprocessing(model: str) -> Any:
@@ -190,7 +198,7 @@ def vgg16_baseline(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
     import keras
 
     keras.utils.set_random_seed(seed)
-    base = keras_application("vgg16")(include_top=False, weights=weights, input_shape=(32, 32, 3))
+    base = build_application("vgg16", weights=weights, input_shape=(32, 32, 3))
     preprocess = preprocessing("vgg16")
     features = [keras.ops.convert_to_numpy(base.predict(preprocess(x.astype("float32") / 255.0), batch_size=256,
                                                         verbose=0)) for x in (x_train, x_test)]

@@ -17,7 +17,7 @@ def finetuning_profiles(imagenet_cpu_size: int) -> dict[str, dict[str, Any]]:
     return {
         "smoke": {"num_epochs": 1, "min_steps": 3, "batch_size": 64, "lr": 0.01, "labels_per_class": 20,
                   "imagenet_image_size": 32, "synthetic_train_per_class": 100, "synthetic_test_per_class": 20},
-        "cpu": {"num_epochs": 15, "min_steps": 200, "batch_size": 64, "lr": 0.01, "labels_per_class": 500,
+        "cpu": {"num_epochs": 25, "min_steps": 200, "batch_size": 64, "lr": 0.01, "labels_per_class": 500,
                 "imagenet_image_size": imagenet_cpu_size, "synthetic_train_per_class": 1000,
                 "synthetic_test_per_class": 200},
         "full": {"num_epochs": 10, "min_steps": 500, "batch_size": 128, "lr": 0.01, "labels_per_class": None,

@@ -19,8 +19,13 @@ def _augment(image: tf.Tensor, seeds: tf.Tensor) -> tf.Tensor:
 
 
 def make_tf_dataset(images: np.ndarray, labels: np.ndarray, train: bool, image_size: int = 32,
-                    batch_size: int = 128, normalize: str = "cifar10", seed: int = 0) -> tf.data.Dataset:
-    """Serve arrays as NHWC float batches: shuffled and augmented on the fly for training, then prefetched."""
+                    batch_size: int = 128, normalize: str = "cifar10", seed: int = 0,
+                    num_classes: int | None = None) -> tf.data.Dataset:
+    """Serve arrays as NHWC float batches: shuffled and augmented on the fly for training, then prefetched.
+
+    With `num_classes`, labels come one-hot (what a loss with label smoothing needs), made by TensorFlow so the
+    pipeline works under any Keras backend.
+    """
     if len(images) != len(labels):
         raise ValueError(f"images and labels differ in length: {len(images)} vs {len(labels)}")
     mean, std = (tf.constant(v, tf.float32) for v in normalization(normalize))
@@ -37,6 +42,6 @@ def make_tf_dataset(images: np.ndarray, labels: np.ndarray, train: bool, image_s
         image = tf.cast(image, tf.float32) / 255.0
         if image_size != native_size:
             image = tf.image.resize(image, (image_size, image_size), method="bilinear")
-        return (image - mean) / std, label
+        return (image - mean) / std, label if num_classes is None else tf.one_hot(label, num_classes)
 
     return dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(tf.data.AUTOTUNE)

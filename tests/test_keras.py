@@ -87,3 +87,30 @@ def test_vgg16_baseline_trains_its_head_on_frozen_features(monkeypatch):
     accuracy = keras_models.vgg16_baseline(synthetic.x_train, synthetic.y_train, synthetic.x_test, synthetic.y_test,
                                            10, epochs=25, weights=None)
     assert accuracy > 0.25  # chance is 0.1
+
+
+def test_failed_weight_download_says_how_to_retry_or_go_offline(monkeypatch):
+    def unreachable(include_top, weights, input_shape):  # what Keras raises when the download fails
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- Name or service not known")
+
+    monkeypatch.setattr(keras_models, "keras_application", lambda name: unreachable)
+    with pytest.raises(OSError, match="make prefetch.*WORKBOOK_OFFLINE=1"):
+        keras_models.vgg16_baseline(np.zeros((2, 32, 32, 3), np.uint8), np.zeros(2), np.zeros((2, 32, 32, 3), np.uint8),
+                                    np.zeros(2), 10)
+
+
+def test_notebook_runs_on_the_torch_backend(tmp_path, data_root):
+    import json
+
+    import papermill
+
+    from helpers.course import NOTEBOOKS_DIR
+
+    papermill.execute_notebook(str(NOTEBOOKS_DIR / "04_keras_finetuning.ipynb"), str(tmp_path / "out.ipynb"),
+                               parameters={"PROFILE": "smoke", "DATASET": "synthetic", "KERAS_BACKEND": "torch",
+                                           "WEIGHTS": "none", "MODEL": "course_net", "STRATEGY": "lp_ft",
+                                           "OUTPUT_DIR": str(tmp_path / "run")},
+                               cwd=str(NOTEBOOKS_DIR), kernel_name="python3", progress_bar=False)
+    record = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert record["config"]["keras_backend"] == "torch"
+    assert 0.0 <= record["metrics"]["test_acc"] <= 1.0 and len(record["test_predictions"]) > 0

@@ -54,6 +54,14 @@ def test_tf_augmentation_repeats_for_a_seed(images):
     np.testing.assert_array_equal(first, again)
 
 
+def test_tf_labels_one_hot_when_asked(images):
+    x, y = images
+    _, labels = next(iter(tf_data.make_tf_dataset(x, y, False, batch_size=40, num_classes=10)))
+    assert labels.shape == (40, 10) and labels.dtype.name == "float32"
+    np.testing.assert_array_equal(labels.numpy().argmax(1), y[:40])
+    np.testing.assert_array_equal(labels.numpy().sum(1), np.ones(40))
+
+
 def test_mismatched_lengths_are_refused(images):
     x, y = images
     with pytest.raises(ValueError, match="differ in length"):
