@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 
-from helpers.paths import CIFAR10_SOURCE_ENV, OFFLINE_ENV, PROJECT_ROOT
+from helpers.paths import CIFAR10_SOURCE_ENV, OFFLINE_ENV, PROJECT_ROOT, outputs_root
 
 JPEG_COPY = PROJECT_ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz"
 JPEG_COPY_SHA256 = "df7bfe88891954fd34fb2b4a082f29fae2adc2a2a4b02b8b42955c5f87fe3e21"
@@ -37,3 +38,11 @@ def spread(values: list[float]) -> dict[str, float]:
     array = np.asarray(values, dtype=float)
     return {"mean": float(array.mean()), "std": float(array.std(ddof=1)) if len(array) > 1 else 0.0,
             "min": float(array.min()), "max": float(array.max()), "n": len(array)}
+
+
+def runs_root(benchmark: str, fresh: bool) -> Path:
+    """Return outputs/benchmarks/<benchmark>/, emptied first when `fresh` (runs are otherwise resumed)."""
+    root = outputs_root() / "benchmarks" / benchmark
+    if fresh and root.exists():
+        shutil.rmtree(root)
+    return root

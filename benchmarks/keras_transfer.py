@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from helpers.paths import outputs_root
 from helpers.reporting import write_benchmark
 from helpers.sweep import read_metrics, run_sweep
 
-from .common import data_name, use_offline_jpeg_copy
+from .common import data_name, runs_root, use_offline_jpeg_copy
 from .pytorch_transfer import summarize
 
 
@@ -35,9 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true", help="delete earlier runs first (after a new source model)")
     args = parser.parse_args(argv)
     use_offline_jpeg_copy(args.source)
-    root = outputs_root() / "benchmarks" / "keras_transfer"
-    if args.fresh and root.exists():
-        shutil.rmtree(root)
+    root = runs_root("keras_transfer", args.fresh)
     common = {"PROFILE": [args.profile], "WEIGHTS": ["course"], "TASK": ["target"]}
     results = run_sweep("04_keras_finetuning", {**common, "STRATEGY": ["linear_probe", "lp_ft"],
                                                 "LABELS_PER_CLASS": args.labels, "SEED": list(range(args.seeds)),

@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 from helpers.course import NOTEBOOKS_DIR
-from helpers.paths import outputs_root
 from helpers.reporting import write_benchmark
 from helpers.sweep import read_metrics, run_one, run_sweep
 
-from .common import data_name, spread, use_offline_jpeg_copy
+from .common import data_name, runs_root, spread, use_offline_jpeg_copy
 
 STRATEGIES = ("scratch", "linear_probe", "finetune_full", "lp_ft")
 TARGETS = "source test >= 0.90 in <= 600 s; best at 50/class >= 0.85; best at 500/class >= 0.90; " \
@@ -90,9 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true", help="delete earlier runs (not the checkpoint) first")
     args = parser.parse_args(argv)
     use_offline_jpeg_copy(args.source)
-    root = outputs_root() / "benchmarks" / "pytorch_transfer"
-    if args.fresh and root.exists():
-        shutil.rmtree(root)
+    root = runs_root("pytorch_transfer", args.fresh)
     source = pretrain(root, args.profile)
     checkpoint_meta = Path(source["checkpoint"]).with_suffix(".json")
     source["train_seconds"] = json.loads(checkpoint_meta.read_text())["train_seconds"]

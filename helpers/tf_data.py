@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .data import normalization
 from .runtime import import_tensorflow
 
-tf = import_tensorflow()
+if TYPE_CHECKING:
+    import tensorflow as tf  # imported when a pipeline is built, so Keras's backend can be chosen first
 
 
 def _augment(image: tf.Tensor, seeds: tf.Tensor) -> tf.Tensor:
     """Random crop after 4-pixel zero padding, then random horizontal flip (stateless, so reproducible)."""
+    tf = import_tensorflow()
     height, width = image.shape[0], image.shape[1]
     padded = tf.pad(image, [[4, 4], [4, 4], [0, 0]])
     cropped = tf.image.stateless_random_crop(padded, (height, width, 3), seed=seeds[:2])
@@ -28,6 +32,7 @@ def make_tf_dataset(images: np.ndarray, labels: np.ndarray, train: bool, image_s
     """
     if len(images) != len(labels):
         raise ValueError(f"images and labels differ in length: {len(images)} vs {len(labels)}")
+    tf = import_tensorflow()
     mean, std = (tf.constant(v, tf.float32) for v in normalization(normalize))
     native_size = images.shape[1]
     dataset = tf.data.Dataset.from_tensor_slices((images, labels.astype(np.int64)))

@@ -66,7 +66,7 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 
-from helpers import data, keras_models, paths, plots, profiles, reporting, runtime, splits, weights
+from helpers import data, keras_models, paths, plots, profiles, reporting, runtime, splits, tf_data, weights
 
 STRATEGIES = ("scratch", "linear_probe", "finetune_top", "finetune_full", "lp_ft")
 if STRATEGY not in STRATEGIES:
@@ -74,7 +74,6 @@ if STRATEGY not in STRATEGIES:
 if TASK not in ("auto", "all", "target"):
     raise ValueError(f"Unknown TASK {TASK!r}; valid tasks: auto, all, target")
 keras = keras_models.import_keras(KERAS_BACKEND)
-from helpers import tf_data  # noqa: E402  (imports TensorFlow, which imports Keras: only after the backend is set)
 
 plots.setup_plots()
 environment = runtime.environment_report()

@@ -172,16 +172,17 @@ if STRATEGY in ("linear_probe", "lp_ft"):
     print(f"features {all_train_features.shape} {'loaded from' if cache_hit else 'computed and saved to'} "
           f"{feature_file.parent}")
     probe_start = time.perf_counter()
-    probe_val_scores = {}
+    probes, probe_val_scores = {}, {}
     for c in PROBE_STRENGTHS:  # inverse L2 strength: smaller C, smaller weights, a less confident head
-        scaler, probe = torch_train.fit_linear_probe(all_train_features[train_idx], y_train, c=c, seed=SEED)
+        probes[c] = torch_train.fit_linear_probe(all_train_features[train_idx], y_train, c=c, seed=SEED)
+        scaler, probe = probes[c]
         probe_val_scores[c] = probe.score(scaler.transform(all_train_features[val_idx]), y_val)
     probe_c = max(probe_val_scores, key=probe_val_scores.get)
-    scaler, probe = torch_train.fit_linear_probe(all_train_features[train_idx], y_train, c=probe_c, seed=SEED)
+    scaler, probe = probes[probe_c]
     probe_seconds = time.perf_counter() - probe_start
     probe_val_acc = probe_val_scores[probe_c]
     print("validation accuracy per C:", {c: round(score, 4) for c, score in probe_val_scores.items()})
-    print(f"linear probe: C = {probe_c} chosen on validation, {probe_val_acc:.4f}; {len(PROBE_STRENGTHS) + 1} fits "
+    print(f"linear probe: C = {probe_c} chosen on validation, {probe_val_acc:.4f}; {len(PROBE_STRENGTHS)} fits "
           f"in {probe_seconds:.1f} s")
 
 # %% [markdown]
