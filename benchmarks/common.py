@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -46,3 +47,21 @@ def runs_root(benchmark: str, fresh: bool) -> Path:
     if fresh and root.exists():
         shutil.rmtree(root)
     return root
+
+
+def drop_stale_runs(runs: Path, checkpoint_sha256: str | None) -> list[Path]:
+    """Delete finished runs that started from another course checkpoint than the current one, so they run again.
+
+    Resumed runs are found by their parameters alone; after notebook 03 trains a new source model their numbers
+    would silently mix with new ones. Runs without course weights (scratch) do not depend on the checkpoint.
+    """
+    stale = []
+    for metrics_file in sorted(runs.glob("*/metrics.json")):
+        weights = json.loads(metrics_file.read_text()).get("weights", {})
+        started_from = weights.get("torch_sha256") or weights.get("sha256")  # Keras records the PyTorch file too
+        if weights.get("weights") == "course" and started_from != checkpoint_sha256:
+            shutil.rmtree(metrics_file.parent)
+            stale.append(metrics_file.parent)
+    if stale:
+        print(f"{len(stale)} earlier run(s) in {runs} started from another source checkpoint: running them again.")
+    return stale

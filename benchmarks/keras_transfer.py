@@ -2,8 +2,9 @@
 
 Runs notebook 04 through papermill (TensorFlow backend, the course model ported from PyTorch, offline on a
 local CIFAR-10 copy) for `linear_probe` (feature extraction) and `lp_ft` (feature extraction, then fine-tuning
-of the whole base) at 50 and 500 labels per class, plus one run that measures the BatchNorm pitfall. Reads
-outputs/benchmarks/pytorch_transfer.json (run `make bench-torch` first) and writes
+of the whole base) at 50 and 500 labels per class, plus one run that measures the BatchNorm pitfall. Runs
+notebook 03 first like the PyTorch benchmark (seconds with a valid checkpoint) and reruns earlier runs made from
+another checkpoint. Reads outputs/benchmarks/pytorch_transfer.json (`make bench-torch`, same checkpoint) and writes
 outputs/benchmarks/keras_transfer.{json,md} with both frameworks side by side.
 
     python -m benchmarks.keras_transfer [--seeds 3] [--labels 50 500] [--source PATH] [--fresh]
@@ -20,8 +21,8 @@ from helpers.paths import outputs_root
 from helpers.reporting import write_benchmark
 from helpers.sweep import read_metrics, run_sweep
 
-from .common import data_name, runs_root, use_offline_jpeg_copy
-from .pytorch_transfer import summarize
+from .common import data_name, drop_stale_runs, runs_root, use_offline_jpeg_copy
+from .pytorch_transfer import pretrain, summarize
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     use_offline_jpeg_copy(args.source)
     root = runs_root("keras_transfer", args.fresh)
+    checkpoint_sha256 = pretrain(root, args.profile)["checkpoint_meta"]["sha256"]
+    drop_stale_runs(root / "runs", checkpoint_sha256)
+    drop_stale_runs(root / "bn_pitfall", checkpoint_sha256)
     common = {"PROFILE": [args.profile], "WEIGHTS": ["course"], "TASK": ["target"]}
     results = run_sweep("04_keras_finetuning", {**common, "STRATEGY": ["linear_probe", "lp_ft"],
                                                 "LABELS_PER_CLASS": args.labels, "SEED": list(range(args.seeds)),
@@ -47,8 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     torch_report = outputs_root() / "benchmarks" / "pytorch_transfer.json"
     torch_rows = []
     if torch_report.exists():
-        torch_rows = [{**row, "framework": "pytorch"} for row in json.loads(torch_report.read_text())["rows"]
-                      if row["labels_per_class"] in args.labels and row["strategy"] in ("linear_probe", "lp_ft")]
+        torch_table = json.loads(torch_report.read_text())["rows"]
+        torch_source = next((row for row in torch_table if row["labels_per_class"] == "source"), {})
+        if torch_source.get("checkpoint_sha256") == checkpoint_sha256:
+            torch_rows = [{**row, "framework": "pytorch"} for row in torch_table
+                          if row["labels_per_class"] in args.labels and row["strategy"] in ("linear_probe", "lp_ft")]
     gaps = []
     for row in keras_rows:
         match = next((t for t in torch_rows if (t["labels_per_class"], t["strategy"]) ==
@@ -60,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"PyTorch {match['test_acc_mean']:.3f} ({row['gap_points']:+.1f} points; target within 2)")
     pitfall_record = read_metrics(pitfall[0]) if pitfall else None
     bn = (pitfall_record or {}).get("metrics", {}).get("bn_pitfall")
-    comparison = "\n".join(gaps) or "- no PyTorch rows found: run `make bench-torch` first"
+    comparison = "\n".join(gaps) or "- no PyTorch rows from this source checkpoint: run `make bench-torch` first"
     pitfall_text = (f"\n\nBatchNorm pitfall (lp_ft, {min(args.labels)}/class, seed 0): base in inference mode "
                     f"{bn['base_inference_mode']:.3f}, base in training mode {bn['base_training_mode']:.3f}."
                     if bn else "")

@@ -2,8 +2,9 @@
 
 Runs notebook 03 (`cpu` profile; a valid checkpoint is reused, its recorded training time reported) and then
 notebook 05 through papermill for each labels-per-class budget, strategy and seed, so what is measured is
-exactly the notebook code. Runs are resumable: a combination whose metrics.json exists is not run again
-(`--fresh` starts over). Writes outputs/benchmarks/pytorch_transfer.{json,md}.
+exactly the notebook code. Runs are resumable: a combination whose metrics.json exists is not run again,
+unless it started from another source checkpoint than the current one (`--fresh` starts over). Writes
+outputs/benchmarks/pytorch_transfer.{json,md}.
 
     python -m benchmarks.pytorch_transfer [--seeds 3] [--labels 10 50 500] [--strategies ...] [--source PATH]
 """
@@ -20,7 +21,7 @@ from helpers.course import NOTEBOOKS_DIR
 from helpers.reporting import write_benchmark
 from helpers.sweep import read_metrics, run_one, run_sweep
 
-from .common import data_name, runs_root, spread, use_offline_jpeg_copy
+from .common import data_name, drop_stale_runs, runs_root, spread, use_offline_jpeg_copy
 
 STRATEGIES = ("scratch", "linear_probe", "finetune_full", "lp_ft")
 TARGETS = "source test >= 0.90 in <= 600 s; best at 50/class >= 0.85; best at 500/class >= 0.90; " \
@@ -28,11 +29,17 @@ TARGETS = "source test >= 0.90 in <= 600 s; best at 50/class >= 0.85; best at 50
 
 
 def pretrain(root: Path, profile: str) -> dict[str, Any]:
-    """Run notebook 03 once (reusing a valid checkpoint) and return its metrics record."""
-    result = run_one(NOTEBOOKS_DIR / "03_pretrain_source_model.ipynb", {"PROFILE": profile}, root / "pretrain")
+    """Run notebook 03 (seconds when it reuses a valid checkpoint); return its record with the checkpoint's own.
+
+    It runs on every call, never resumed, so the source row always describes the checkpoint the transfer runs use.
+    """
+    folder = root / "pretrain"
+    (folder / "metrics.json").unlink(missing_ok=True)
+    result = run_one(NOTEBOOKS_DIR / "03_pretrain_source_model.ipynb", {"PROFILE": profile}, folder)
     record = read_metrics(result)
     if record is None:
         raise SystemExit(f"Source pretraining failed: {result['status']} (see {result['executed_notebook']})")
+    record["checkpoint_meta"] = json.loads(Path(record["checkpoint"]).with_suffix(".json").read_text())
     return record
 
 
@@ -90,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     use_offline_jpeg_copy(args.source)
     root = runs_root("pytorch_transfer", args.fresh)
     source = pretrain(root, args.profile)
-    checkpoint_meta = Path(source["checkpoint"]).with_suffix(".json")
-    source["train_seconds"] = json.loads(checkpoint_meta.read_text())["train_seconds"]
+    source["train_seconds"] = source["checkpoint_meta"]["train_seconds"]
+    drop_stale_runs(root / "runs", source["checkpoint_meta"]["sha256"])
     grid = {"PROFILE": [args.profile], "WEIGHTS": ["course"], "TASK": ["target"], "STRATEGY": args.strategies,
             "LABELS_PER_CLASS": args.labels, "SEED": list(range(args.seeds))}
     results = run_sweep("05_pytorch_finetuning", grid, root / "runs")
@@ -101,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = [r for r in results if r["status"].startswith("failed")]
     table = list(rows)
     table.insert(0, {"labels_per_class": "source", "strategy": "pretrain (03)", "seeds": 1,
-                     "test_acc_mean": source["metrics"]["source_test_acc"], "wall_s_mean": source["train_seconds"]})
+                     "test_acc_mean": source["metrics"]["source_test_acc"], "wall_s_mean": source["train_seconds"],
+                     "checkpoint_sha256": source["checkpoint_meta"]["sha256"]})
     notes = ("Target task: CIFAR-10 classes 5-9 (labels 0-4), transferred from the course model trained on classes "
              f"0-4 ({args.profile} profile). Targets: {TARGETS}.\n\nChecks:\n"
              + "\n".join(f"- {'PASS' if ok else 'MISS'}: {name}" for name, ok in checks.items())

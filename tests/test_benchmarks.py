@@ -1,0 +1,46 @@
+import json
+from pathlib import Path
+
+from benchmarks.common import drop_stale_runs
+from benchmarks.pytorch_transfer import check_targets, summarize
+
+
+def write_run(runs: Path, name: str, weights: dict) -> Path:
+    folder = runs / name
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps({"weights": weights, "metrics": {}}))
+    return folder
+
+
+def test_drop_stale_runs_reruns_only_runs_from_another_checkpoint(tmp_path):
+    current = write_run(tmp_path, "lp_ft-current", {"weights": "course", "sha256": "new"})
+    old = write_run(tmp_path, "lp_ft-old", {"weights": "course", "sha256": "old"})
+    keras_old = write_run(tmp_path, "keras-old", {"weights": "course", "sha256": "h5", "torch_sha256": "old"})
+    keras_current = write_run(tmp_path, "keras-current", {"weights": "course", "sha256": "h5", "torch_sha256": "new"})
+    scratch = write_run(tmp_path, "scratch", {"weights": "none"})
+    stale = drop_stale_runs(tmp_path, "new")
+    assert sorted(stale) == sorted([old, keras_old])
+    assert current.exists() and keras_current.exists() and scratch.exists()
+    assert not old.exists() and not keras_old.exists()
+
+
+def test_drop_stale_runs_without_a_checkpoint_drops_every_course_run(tmp_path):
+    write_run(tmp_path, "lp_ft", {"weights": "course", "sha256": "old"})
+    assert len(drop_stale_runs(tmp_path, None)) == 1
+    assert drop_stale_runs(tmp_path / "missing", "new") == []
+
+
+def record(labels: int, strategy: str, seed: int, acc: float) -> dict:
+    return {"config": {"labels_per_class": labels, "strategy": strategy, "seed": seed},
+            "metrics": {"test_acc": acc, "wall_seconds": 1.0}}
+
+
+def test_check_targets_needs_every_seed_to_beat_scratch():
+    records = [record(10, "scratch", s, 0.5) for s in (0, 1)] + [record(10, "lp_ft", 0, 0.7),
+                                                                  record(10, "lp_ft", 1, 0.45)]
+    records += [record(500, "lp_ft", s, 0.91) for s in (0, 1)] + [record(50, "lp_ft", s, 0.84) for s in (0, 1)]
+    source = {"metrics": {"source_test_acc": 0.905}, "train_seconds": 610}
+    checks = check_targets(source, summarize(records))
+    assert checks["transfer beats scratch at 10/class, every seed"] is False  # seed 1 loses although the mean wins
+    assert checks["best at 500/class >= 0.90"] and not checks["best at 50/class >= 0.85"]
+    assert checks["source_test_acc >= 0.90"] and not checks["pretraining <= 600 s"]
