@@ -50,13 +50,13 @@ def runs_root(benchmark: str, fresh: bool) -> Path:
 
 
 def drop_stale_runs(runs: Path, checkpoint_sha256: str | None) -> list[Path]:
-    """Delete finished runs that started from another course checkpoint than the current one, so they run again.
+    """Delete finished runs under `runs` that started from another course checkpoint, so they run again.
 
     Resumed runs are found by their parameters alone; after notebook 03 trains a new source model their numbers
     would silently mix with new ones. Runs without course weights (scratch) do not depend on the checkpoint.
     """
     stale = []
-    for metrics_file in sorted(runs.glob("*/metrics.json")):
+    for metrics_file in sorted(runs.rglob("metrics.json")):
         weights = json.loads(metrics_file.read_text()).get("weights", {})
         started_from = weights.get("torch_sha256") or weights.get("sha256")  # Keras records the PyTorch file too
         if weights.get("weights") == "course" and started_from != checkpoint_sha256:

@@ -37,8 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     use_offline_jpeg_copy(args.source)
     root = runs_root("keras_transfer", args.fresh)
     checkpoint_sha256 = pretrain(root, args.profile)["checkpoint_meta"]["sha256"]
-    drop_stale_runs(root / "runs", checkpoint_sha256)
-    drop_stale_runs(root / "bn_pitfall", checkpoint_sha256)
+    drop_stale_runs(root, checkpoint_sha256)
     common = {"PROFILE": [args.profile], "WEIGHTS": ["course"], "TASK": ["target"]}
     results = run_sweep("04_keras_finetuning", {**common, "STRATEGY": ["linear_probe", "lp_ft"],
                                                 "LABELS_PER_CLASS": args.labels, "SEED": list(range(args.seeds)),

@@ -12,12 +12,12 @@ outputs/benchmarks/pytorch_transfer.{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from helpers.course import NOTEBOOKS_DIR
+from helpers.models import load_checkpoint
 from helpers.reporting import write_benchmark
 from helpers.sweep import read_metrics, run_one, run_sweep
 
@@ -33,13 +33,12 @@ def pretrain(root: Path, profile: str) -> dict[str, Any]:
 
     It runs on every call, never resumed, so the source row always describes the checkpoint the transfer runs use.
     """
-    folder = root / "pretrain"
-    (folder / "metrics.json").unlink(missing_ok=True)
-    result = run_one(NOTEBOOKS_DIR / "03_pretrain_source_model.ipynb", {"PROFILE": profile}, folder)
+    result = run_one(NOTEBOOKS_DIR / "03_pretrain_source_model.ipynb", {"PROFILE": profile}, root / "pretrain",
+                     rerun=True)
     record = read_metrics(result)
     if record is None:
         raise SystemExit(f"Source pretraining failed: {result['status']} (see {result['executed_notebook']})")
-    record["checkpoint_meta"] = json.loads(Path(record["checkpoint"]).with_suffix(".json").read_text())
+    record["checkpoint_meta"] = load_checkpoint(Path(record["checkpoint"]))[1]  # hash-checked metadata
     return record
 
 
@@ -98,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     root = runs_root("pytorch_transfer", args.fresh)
     source = pretrain(root, args.profile)
     source["train_seconds"] = source["checkpoint_meta"]["train_seconds"]
-    drop_stale_runs(root / "runs", source["checkpoint_meta"]["sha256"])
+    drop_stale_runs(root, source["checkpoint_meta"]["sha256"])
     grid = {"PROFILE": [args.profile], "WEIGHTS": ["course"], "TASK": ["target"], "STRATEGY": args.strategies,
             "LABELS_PER_CLASS": args.labels, "SEED": list(range(args.seeds))}
     results = run_sweep("05_pytorch_finetuning", grid, root / "runs")

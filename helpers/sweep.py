@@ -47,10 +47,12 @@ def run_name(params: dict[str, Any]) -> str:
     return "_".join(f"{name}-{re.sub(r'[^A-Za-z0-9._]+', '', str(value))}" for name, value in params.items())
 
 
-def run_one(notebook: Path, params: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """Execute one combination unless its metrics already exist; never raise, record what happened."""
+def run_one(notebook: Path, params: dict[str, Any], folder: Path, rerun: bool = False) -> dict[str, Any]:
+    """Execute one combination unless its metrics already exist (or `rerun`); never raise, record what happened."""
     metrics_file = folder / "metrics.json"
     executed = folder / f"{notebook.stem}.ipynb"
+    if rerun:
+        metrics_file.unlink(missing_ok=True)  # a failed rerun must not pass for the earlier success
     if metrics_file.exists():
         return {"params": params, "status": "done earlier", "folder": str(folder), "seconds": 0.0}
     folder.mkdir(parents=True, exist_ok=True)

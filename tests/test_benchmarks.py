@@ -18,8 +18,9 @@ def test_drop_stale_runs_reruns_only_runs_from_another_checkpoint(tmp_path):
     keras_old = write_run(tmp_path, "keras-old", {"weights": "course", "sha256": "h5", "torch_sha256": "old"})
     keras_current = write_run(tmp_path, "keras-current", {"weights": "course", "sha256": "h5", "torch_sha256": "new"})
     scratch = write_run(tmp_path, "scratch", {"weights": "none"})
+    nested_old = write_run(tmp_path / "bn_pitfall", "lp_ft-old", {"weights": "course", "sha256": "old"})
     stale = drop_stale_runs(tmp_path, "new")
-    assert sorted(stale) == sorted([old, keras_old])
+    assert sorted(stale) == sorted([old, keras_old, nested_old])
     assert current.exists() and keras_current.exists() and scratch.exists()
     assert not old.exists() and not keras_old.exists()
 
