@@ -1,23 +1,49 @@
-"""Run the whole course: execute every notebook with papermill into outputs/notebooks/ (`make course`)."""
+"""Run the whole course (`make course`): every notebook with papermill into outputs/notebooks/, then the comparison.
+
+Notebook 03 runs right after 00, because 01, 02, 04 and 05 build on its source model. Before 06, a small built-in
+comparison (PyTorch strategies at several label counts, honest and oracle validation, and the Keras pair) runs into
+outputs/runs/comparison/, reusing runs that exist, so notebook 06 always has strategies x labels to evaluate.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
+import json
 import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from .paths import PROFILE_ENV, PROJECT_ROOT, outputs_root
-from .profiles import VALID_PROFILES
-from .reporting import save_json
+from .profiles import VALID_PROFILES, choose_profile
+from .reporting import save_json, write_benchmark
+from .runtime import native_stderr_silenced
 
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
 
 
+SOURCE_MODEL_NOTEBOOK = "03_pretrain_source_model"
+EVALUATION_NOTEBOOK = "06_evaluation"
+# What the comparison runs, per profile: notebook 05 over strategies x labels x validation, and notebook 04's pair.
+COMPARISON: dict[str, dict[str, Any]] = {
+    "smoke": {"labels": [5, 10], "seeds": [0], "torch": ["scratch", "linear_probe", "lp_ft"],
+              "oracle": ["linear_probe"], "keras": ["linear_probe"], "keras_labels": [10]},
+    "cpu": {"labels": [10, 50], "seeds": [0], "torch": ["scratch", "linear_probe", "finetune_full", "lp_ft"],
+            "oracle": ["linear_probe", "lp_ft"], "keras": ["linear_probe", "lp_ft"], "keras_labels": [50]},
+    "full": {"labels": [10, 50, 500], "seeds": [0, 1, 2],
+             "torch": ["scratch", "linear_probe", "finetune_full", "lp_ft"], "oracle": ["linear_probe", "lp_ft"],
+             "keras": ["linear_probe", "lp_ft"], "keras_labels": [50, 500]},
+}
+
+
 def course_notebooks(only: list[str] | None = None) -> list[Path]:
-    """List the numbered notebooks in order, or those whose names start with one of `only`."""
-    notebooks = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+    """List the notebooks in course order (03, the source model, right after 00), or those matching `only`."""
+    notebooks = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"), key=lambda nb: (nb.stem != "00_setup_and_data",
+                                                                                  nb.stem != SOURCE_MODEL_NOTEBOOK,
+                                                                                  nb.name))
     if only:
         chosen = [nb for nb in notebooks if nb.name.startswith(tuple(only))]
         if not chosen:
@@ -26,12 +52,62 @@ def course_notebooks(only: list[str] | None = None) -> list[Path]:
     return notebooks
 
 
-def execute(notebook: Path, output: Path, parameters: dict[str, object]) -> None:
-    """Execute one notebook with papermill, in the notebooks folder, logging its output as it runs."""
+def course_data_identity() -> dict[str, Any]:
+    """Name the data the course ran on, from the newest run record that says it (the course reads one dataset)."""
+    records = sorted(outputs_root().rglob("metrics.json"), key=lambda path: path.stat().st_mtime, reverse=True)
+    for path in records:
+        try:
+            found = json.loads(path.read_text()).get("data", {})
+        except (OSError, ValueError):
+            continue
+        if found.get("dataset"):
+            return {name: found[name] for name in ("dataset", "source", "sha256") if name in found}
+    return {"dataset": "unknown"}
+
+
+def execute(notebook: Path, output: Path, parameters: dict[str, object], quiet: bool = False) -> None:
+    """Execute one notebook with papermill, in the notebooks folder, logging its output as it runs.
+
+    `quiet` (a notebook run from inside another notebook) logs nothing and sends the second kernel's own
+    stderr (its start-up warnings) to /dev/null, so the calling cell stays clean; errors still raise.
+    """
     import papermill
 
-    papermill.execute_notebook(str(notebook), str(output), parameters=parameters, cwd=str(NOTEBOOKS_DIR),
-                               kernel_name="python3", log_output=True, progress_bar=False)
+    with native_stderr_silenced() if quiet else contextlib.nullcontext():
+        papermill.execute_notebook(str(notebook), str(output), parameters=parameters, cwd=str(NOTEBOOKS_DIR),
+                                   kernel_name="python3", log_output=not quiet, progress_bar=False)
+
+
+def comparison_runs(profile: str) -> list[tuple[str, dict[str, Any]]]:
+    """List the comparison's runs as (notebook, parameters), PyTorch first, all on the course model."""
+    plan = COMPARISON[profile]
+    runs = []
+    for seed, labels in itertools.product(plan["seeds"], plan["labels"]):
+        for strategy in plan["torch"]:
+            for validation in ["labelled"] + (["oracle"] if strategy in plan["oracle"] else []):
+                runs.append(("05_pytorch_finetuning", {"STRATEGY": strategy, "LABELS_PER_CLASS": labels,
+                                                       "VALIDATION": validation, "SEED": seed}))
+    for seed, labels, strategy in itertools.product(plan["seeds"], plan["keras_labels"], plan["keras"]):
+        runs.append(("04_keras_finetuning", {"STRATEGY": strategy, "LABELS_PER_CLASS": labels, "SEED": seed,
+                                             "SHOW_BN_PITFALL": False, "VGG16_BASELINE": False}))
+    return runs
+
+
+def run_comparison(profile: str) -> list[dict[str, Any]]:
+    """Run (or reuse) the comparison's runs into outputs/runs/comparison/; a failed run is reported, not raised."""
+    from .sweep import run_name, run_one
+
+    root = outputs_root() / "runs" / "comparison"
+    planned = comparison_runs(profile)
+    results = []
+    for number, (notebook, params) in enumerate(planned, 1):
+        params = {"PROFILE": profile, "WEIGHTS": "course", **params}
+        folder = root / notebook / run_name(params)
+        result = run_one(NOTEBOOKS_DIR / f"{notebook}.ipynb", params, folder)
+        results.append({**result, "notebook": notebook})
+        print(f"    [{number}/{len(planned)}] {notebook[:2]} {run_name(params)}: {result['status']} "
+              f"({result['seconds']} s)", flush=True)
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,11 +116,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default=os.environ.get(PROFILE_ENV, "auto"), choices=VALID_PROFILES,
                         help="how much work each notebook does (default: auto, or $WORKBOOK_PROFILE)")
     parser.add_argument("--only", nargs="*", help="notebook name prefixes, e.g. 00 03")
+    parser.add_argument("--no-comparison", action="store_true", help="skip the built-in comparison before 06")
     args = parser.parse_args(argv)
     folder = outputs_root() / "notebooks"
     folder.mkdir(parents=True, exist_ok=True)
-    results = []
+    profile = choose_profile(args.profile)
+    results, comparison = [], []
+    course_start = time.perf_counter()
     for notebook in course_notebooks(args.only):
+        if notebook.stem == EVALUATION_NOTEBOOK and not args.no_comparison:
+            print(f"=== comparison (profile {profile}) -> {outputs_root() / 'runs' / 'comparison'}", flush=True)
+            start = time.perf_counter()
+            comparison = run_comparison(profile)
+            failed_runs = [run for run in comparison if run["status"].startswith("failed")]
+            status = "ok" if not failed_runs else f"FAILED: {len(failed_runs)} of {len(comparison)} runs"
+            results.append({"notebook": "comparison", "status": status,
+                            "seconds": round(time.perf_counter() - start, 1), "output": str(folder)})
         output = folder / notebook.name
         print(f"=== {notebook.name} (profile {args.profile}) -> {output}", flush=True)
         start = time.perf_counter()
@@ -56,11 +143,19 @@ def main(argv: list[str] | None = None) -> int:
         seconds = round(time.perf_counter() - start, 1)
         results.append({"notebook": notebook.name, "status": status, "seconds": seconds, "output": str(output)})
         print(f"    {status} in {seconds} s", flush=True)
-    save_json(folder / "course_summary.json", {"profile": args.profile, "results": results})
+    total = round(time.perf_counter() - course_start, 1)
+    save_json(folder / "course_summary.json", {"profile": profile, "profile_requested": args.profile,
+                                                "total_seconds": total, "results": results, "comparison": comparison})
+    write_benchmark("course", [*results, {"notebook": "total", "status": "", "seconds": total}],
+                    ["notebook", "status", "seconds"], course_data_identity(),
+                    notes=f"`make course` wall time per notebook, profile {profile}.")
     failed = [r for r in results if r["status"] != "ok"]
     for result in failed:
         print(f"{result['notebook']}: {result['status']}\n    executed notebook: {result['output']}")
-    print(f"{len(results) - len(failed)} of {len(results)} notebooks ran; outputs in {folder}")
+    for run in comparison:
+        if run["status"].startswith("failed"):
+            print(f"comparison run {run['folder']}: {run['status']}\n    executed notebook: {run['executed_notebook']}")
+    print(f"{len(results) - len(failed)} of {len(results)} steps ran in {total:.0f} s; outputs in {folder}")
     return 1 if failed else 0
 
 

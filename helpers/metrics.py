@@ -91,13 +91,26 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return scaled / scaled.sum(1, keepdims=True)
 
 
+def _bootstrap_mean(values: np.ndarray, level: float, resamples: int, seed: int) -> tuple[float, float, float]:
+    """Mean of per-image values with a percentile bootstrap interval over images: (mean, low, high)."""
+    if not 0 < level < 1:
+        raise ValueError(f"level must be between 0 and 1, got {level}")
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), (resamples, len(values)))].mean(1)
+    tail = (1 - level) / 2 * 100
+    return float(values.mean()), float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
+
+
 def bootstrap_accuracy(labels: np.ndarray, preds: np.ndarray, level: float = 0.95, resamples: int = 2000,
                        seed: int = 0) -> tuple[float, float, float]:
     """Accuracy with a percentile bootstrap confidence interval: (accuracy, low, high)."""
-    if not 0 < level < 1:
-        raise ValueError(f"level must be between 0 and 1, got {level}")
     correct = (np.asarray(preds) == np.asarray(labels)).astype(float)
-    rng = np.random.default_rng(seed)
-    means = correct[rng.integers(0, len(correct), (resamples, len(correct)))].mean(1)
-    tail = (1 - level) / 2 * 100
-    return float(correct.mean()), float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
+    return _bootstrap_mean(correct, level, resamples, seed)
+
+
+def bootstrap_difference(labels: np.ndarray, preds_a: np.ndarray, preds_b: np.ndarray, level: float = 0.95,
+                         resamples: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Accuracy of A minus accuracy of B on the same test images, with a paired bootstrap interval."""
+    labels = np.asarray(labels)
+    gain = (np.asarray(preds_a) == labels).astype(float) - (np.asarray(preds_b) == labels).astype(float)
+    return _bootstrap_mean(gain, level, resamples, seed)

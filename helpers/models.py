@@ -115,7 +115,8 @@ def ensure_course_checkpoint(profile: str, dataset: str = "auto") -> Path:
               "(minutes on a CPU in the cpu profile) ...", flush=True)
         executed = outputs_root() / "notebooks" / "03_pretrain_source_model.ipynb"
         executed.parent.mkdir(parents=True, exist_ok=True)
-        execute(NOTEBOOKS_DIR / "03_pretrain_source_model.ipynb", executed, {"PROFILE": profile, "DATASET": dataset})
+        execute(NOTEBOOKS_DIR / "03_pretrain_source_model.ipynb", executed, {"PROFILE": profile, "DATASET": dataset},
+                quiet=True)
         print(f"... done; executed notebook at {executed}")
     return path
 

@@ -47,6 +47,13 @@ def save_run(folder: Path, config: dict[str, Any], data_identity: dict[str, Any]
     return path
 
 
+def weights_line(weights: dict[str, Any]) -> str:
+    """Say in one line which weights a run uses: kind, model, and the file or checkpoint hash that pins them."""
+    pin = weights.get("file") or (f"checkpoint sha256 {weights['sha256'][:12]}" if weights.get("sha256") else "")
+    source = f", source-test accuracy {weights['source_test_acc']:.3f}" if weights.get("source_test_acc") else ""
+    return f"weights: {weights['weights']} ({weights.get('model', '?')}{', ' + pin if pin else ''}{source})"
+
+
 def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     """Format rows as a GitHub markdown table, numbers to three decimals."""
     cell = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import random
 import sys
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from importlib import metadata
 from typing import Any
@@ -34,15 +36,38 @@ def torch_device(verbose: bool = True) -> Any:
     return device
 
 
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Send the process's C-level stderr to /dev/null for a moment (Python exceptions still propagate).
+
+    TensorFlow's native libraries log on import (oneDNN and CPU-feature notices, absl's "before InitializeLog"
+    line) straight to file descriptor 2, which TF_CPP_MIN_LOG_LEVEL no longer silences; in a notebook those
+    become red stderr boxes.
+    """
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
 def import_tensorflow() -> Any:
-    """Import TensorFlow after triton: with CUDA builds of torch, TensorFlow first makes triton segfault."""
+    """Import TensorFlow quietly, after triton: with CUDA builds of torch, TensorFlow first makes triton segfault."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up log out of the notebooks
     try:
         import triton  # noqa: F401 - loaded for its side effect on symbol resolution
     except ImportError:
         pass
-    import tensorflow as tf
-
+    first_import = "tensorflow" not in sys.modules
+    with native_stderr_silenced() if first_import else contextlib.nullcontext():
+        import tensorflow as tf
+    if first_import:
+        tf.get_logger().setLevel("ERROR")  # Python-side warnings (retracing, AutoGraph) stay out of the notebooks
+        tf.autograph.set_verbosity(0)
     return tf
 
 

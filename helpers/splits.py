@@ -11,6 +11,7 @@ from .data import ImageData
 
 VALID_SPLITS = ("train", "val", "test")
 VALID_TASKS = ("all", "source", "target")
+VALIDATION_MODES = ("labelled", "oracle")  # choices on the labelled images only, or on a large extra split
 SOURCE_CLASSES = (0, 1, 2, 3, 4)  # airplane, automobile, bird, cat, deer
 TARGET_CLASSES = (5, 6, 7, 8, 9)  # dog, frog, horse, ship, truck
 
@@ -83,3 +84,24 @@ def get_split(data: ImageData, split: str, val_fraction: float = 0.1, seed: int 
     if split == "test":
         return data.x_test, data.y_test
     return data.x_train[indices], data.y_train[indices]
+
+
+def labelled_split(data: ImageData, labels_per_class: int | None, validation: str = "labelled",
+                   seed: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+    """Return (train, validation) indices for a few-label run under an honest or an oracle protocol.
+
+    `labelled`: with k labels per class every choice must use only those k images (k-fold cross-validation),
+    so there is no validation split (None); with every label, the usual 10% held-out part is labelled data too.
+    `oracle`: the 10% validation split (2,500 images on the target task), which a user with k labels per class
+    would not have; kept to measure how much it inflates few-label results.
+    """
+    if validation not in VALIDATION_MODES:
+        raise ValueError(f"Unknown VALIDATION {validation!r}; valid: {', '.join(VALIDATION_MODES)}")
+    train = split_indices(data, "train", seed=seed, labels_per_class=labels_per_class)
+    if validation == "oracle" or labels_per_class is None:
+        return train, split_indices(data, "val", seed=seed)
+    if labels_per_class < 2:
+        raise ValueError(f"VALIDATION='labelled' chooses by cross-validation over the labelled images, which needs at "
+                         f"least 2 per class (got LABELS_PER_CLASS={labels_per_class}). Use LABELS_PER_CLASS >= 2, or "
+                         "VALIDATION='oracle' to choose on the large validation split (not what a few-label user has).")
+    return train, None

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 from torch.utils.data import DataLoader
@@ -87,8 +89,7 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
             result = evaluate(model, val_loader, device)
             row.update(val_loss=result["loss"], val_acc=result["acc"])
         history.append(row)
-        bar.set_postfix({k: round(v, 3) for k, v in row.items() if k != "epoch"})
-        print(" ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
+        bar.set_postfix({k: round(v, 3) for k, v in row.items() if k not in ("epoch", "seconds")})
     return history
 
 
@@ -132,3 +133,23 @@ def probe_to_head(scaler: StandardScaler, probe: LogisticRegression, head: nn.Li
     with torch.no_grad():
         head.weight.copy_(torch.as_tensor(weight, dtype=head.weight.dtype))
         head.bias.copy_(torch.as_tensor(bias, dtype=head.bias.dtype))
+
+
+def cross_validated_probe(train_x: np.ndarray, train_y: np.ndarray, strengths: Iterable[float], seed: int = 0
+                          ) -> tuple[dict[float, float], dict[float, np.ndarray]]:
+    """Score each L2 strength C by stratified k-fold CV on the labelled images only (k = min(5, labels per class)).
+
+    Returns the CV accuracy per C and the out-of-fold class probabilities per C (held-out predictions for every
+    labelled image, usable for calibration). The scaler is fitted inside each fold, so nothing leaks.
+    """
+    folds = min(5, int(np.bincount(train_y).min()))
+    if folds < 2:
+        raise ValueError("cross-validation needs at least 2 labelled images per class; use more labels, or an "
+                         "explicit validation split (VALIDATION='oracle')")
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    scores, out_of_fold = {}, {}
+    for c in strengths:
+        pipeline = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000, random_state=seed))
+        out_of_fold[c] = cross_val_predict(pipeline, train_x, train_y, cv=splitter, method="predict_proba")
+        scores[c] = float((out_of_fold[c].argmax(1) == train_y).mean())
+    return scores, out_of_fold

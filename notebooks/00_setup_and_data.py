@@ -33,11 +33,13 @@
 # profile's value for the same knob.
 
 # %% tags=["parameters"]
-PROFILE = "auto"  # smoke, cpu, full or auto
-DATASET = "auto"  # auto, cifar10 or synthetic
-SEED = 0
-EXAMPLES_PER_CLASS = None  # images per class in the grid; None lets the profile decide
-OUTPUT_DIR = None  # where the run record goes; None means outputs/00_setup_and_data
+from typing import Optional  # papermill reads Optional[int], not int | None
+
+PROFILE: str = "auto"  # smoke, cpu, full or auto
+DATASET: str = "auto"  # auto, cifar10 or synthetic
+SEED: int = 0
+EXAMPLES_PER_CLASS: Optional[int] = None  # images per class in the grid; None lets the profile decide
+OUTPUT_DIR: Optional[str] = None  # where the run record goes; None means outputs/00_setup_and_data
 
 # %% [markdown]
 # ## Setup

@@ -1,18 +1,3 @@
-# ---
-# jupyter:
-#   jupytext:
-#     formats: ipynb,py:percent
-#     text_representation:
-#       extension: .py
-#       format_name: percent
-#       format_version: '1.3'
-#       jupytext_version: 1.19.6
-#   kernelspec:
-#     display_name: Python 3 (ipykernel)
-#     language: python
-#     name: python3
-# ---
-
 # %% [markdown]
 # # 06 · Evaluation: compare strategies and frameworks, honestly
 #
@@ -25,18 +10,23 @@
 # - Report accuracy with a bootstrap confidence interval, and compare runs only beyond their noise.
 # - Read a confusion matrix, per-class precision/recall/F1 and one-vs-rest ROC-AUC.
 # - Measure calibration (expected calibration error, reliability diagram) and fix it with temperature
-#   scaling fitted on the validation split.
-# - Draw the data-efficiency curve from a sweep and read off what transfer saves.
+#   scaling fitted on held-out predictions.
+# - Draw the data-efficiency curve and read off what transfer saves.
+# - See how much an "oracle" validation split, which a few-label user does not have, inflates the results.
 #
-# **Estimated time**: under a minute on a CPU for the analysis. If no runs exist yet, a quick `smoke` run of
-# notebook 05 is made first (about a minute), and the notebook says so.
+# **Estimated time**: under a minute on a CPU for the analysis. `make course` runs a small comparison before this
+# notebook (PyTorch scratch, linear probe, full fine-tuning and LP-FT at two label counts, honest and oracle
+# validation, and the Keras pair; about 10 minutes on 2 CPU cores). If no runs exist at all, a quick `smoke`
+# run of notebook 05 is made first (about a minute), and the notebook says so.
 
 # %% tags=["parameters"]
-PROFILE = "auto"  # smoke, cpu, full or auto
-RUNS_DIR = None  # folder searched for runs; None searches the whole outputs folder
-BOOTSTRAP_RESAMPLES = 2000
-SEED = 0
-OUTPUT_DIR = None  # None means outputs/06_evaluation
+from typing import Optional  # papermill reads Optional[int], not int | None
+
+PROFILE: str = "auto"  # smoke, cpu, full or auto
+RUNS_DIR: Optional[str] = None  # folder searched for runs; None searches the whole outputs folder
+BOOTSTRAP_RESAMPLES: int = 2000
+SEED: int = 0
+OUTPUT_DIR: Optional[str] = None  # None means outputs/06_evaluation
 
 # %% [markdown]
 # ## Setup
@@ -63,7 +53,10 @@ if config["bootstrap_resamples"] < 100:
 
 # %% [markdown]
 # ## Find the runs
-# A run is a folder with a `metrics.json` written by notebook 04 or 05 and a `predictions.npz` beside it.
+# A run is a folder with a `metrics.json` written by notebook 04 or 05 and a `predictions.npz` beside it. Each
+# record says how its choices were made: `labelled` (only the labelled images, the honest protocol) or `oracle`
+# (a 2,500-image validation split). Records written before the protocol existed used the big split: they count
+# as `oracle`.
 
 # %%
 search_root = Path(RUNS_DIR) if RUNS_DIR else paths.outputs_root()
@@ -74,7 +67,11 @@ def find_runs(root: Path) -> list[dict]:
     """Load every fine-tuning run under a folder, newest metrics first."""
     runs = []
     for path in sorted(root.rglob("metrics.json")):
-        record = json.loads(path.read_text())
+        try:
+            record = json.loads(path.read_text())
+        except ValueError:
+            print(f"skipped {path}: not valid JSON (a run that was cut off; run it again)")
+            continue
         if record.get("framework") in ("pytorch", "keras") and (path.parent / "predictions.npz").exists():
             predictions = dict(np.load(path.parent / "predictions.npz"))
             runs.append({**record, "folder": path.parent, "predictions": predictions})
@@ -104,46 +101,57 @@ for run in runs:
     accuracy, low, high = metrics.bootstrap_accuracy(pred["y_true"], pred["probs"].argmax(1),
                                                      resamples=config["bootstrap_resamples"], seed=SEED)
     rows.append({"framework": run["framework"], "strategy": cfg["strategy"], "weights": cfg["weights"],
-                 "labels": cfg.get("labels_per_class") or "all", "seed": cfg["seed"], "test_acc": accuracy,
+                 "labels": cfg.get("labels_per_class") or "all", "validation": cfg.get("validation", "oracle"),
+                 "labelled": run["metrics"].get("num_labelled", "-"), "seed": cfg["seed"], "test_acc": accuracy,
                  "ci_low": low, "ci_high": high, "macro_f1": summary["macro_f1"], "roc_auc": summary["roc_auc_ovr"],
                  "ece": metrics.expected_calibration_error(pred["y_true"], pred["probs"]),
                  "seconds": run["metrics"]["wall_seconds"], "data": run["data"]["dataset"]})
-rows.sort(key=lambda r: (str(r["labels"]), r["framework"], r["strategy"], r["seed"]))
-columns = ["framework", "strategy", "weights", "labels", "seed", "test_acc", "ci_low", "ci_high", "macro_f1",
-           "roc_auc", "ece", "seconds", "data"]
+rows.sort(key=lambda r: (r["labels"] if r["labels"] != "all" else 10**9, r["framework"], r["strategy"],
+                         r["validation"], r["seed"]))
+columns = ["framework", "strategy", "weights", "labels", "validation", "labelled", "seed", "test_acc", "ci_low",
+           "ci_high", "macro_f1", "roc_auc", "ece", "seconds", "data"]
 print(markdown_table(rows, columns))
 
 # %% [markdown]
 # ## Learning curves
-# Validation accuracy per epoch for each strategy at the largest label budget (one seed each).
+# Validation accuracy per epoch, for the runs that have a validation split (oracle runs, or runs with every
+# label), at the largest label budget among them (one seed each). Honest few-label runs have no validation
+# split, so they draw no curve: their recipe is fixed in advance.
 
 # %%
-budget = max(r["config"].get("labels_per_class") or 10**9 for r in runs)
-fig, ax = plt.subplots(figsize=(7, 3.8))
-for run in runs:
-    first_seed = run["config"]["seed"] == runs[0]["config"]["seed"]
-    if (run["config"].get("labels_per_class") or 10**9) == budget and first_seed:
-        history = [h for h in run["metrics"]["history"] if "val_acc" in h]
-        if history:
+curve_runs = [run for run in runs if any("val_acc" in h for h in run["metrics"]["history"])]
+if curve_runs:
+    budget = max(run["config"].get("labels_per_class") or 10**9 for run in curve_runs)
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for run in curve_runs:
+        if (run["config"].get("labels_per_class") or 10**9) == budget and run["config"]["seed"] == SEED:
+            history = [h for h in run["metrics"]["history"] if "val_acc" in h]
             ax.plot([h["epoch"] for h in history], [h["val_acc"] for h in history],
                     label=f"{run['framework']} {run['config']['strategy']}")
-ax.set(xlabel="epoch", ylabel="validation accuracy", title="Learning curves")
-if ax.lines:
-    ax.legend(fontsize=8)
-plt.show()
+    ax.set(xlabel="epoch", ylabel="validation accuracy",
+           title=f"Learning curves, {budget if budget < 10**9 else 'all'} labels per class")
+    if ax.lines:
+        ax.legend(fontsize=8)
+    plt.show()
+else:
+    print("No run with a validation split: no learning curves to draw.")
 
 # %% [markdown]
-# ## Where the errors are: the best run
-# The confusion matrix counts (true, predicted) pairs; the largest off-diagonal cells are the class pairs the
-# model mixes up. Per-class precision (how often a prediction of the class is right), recall (how often the
-# class is found) and F1 say which classes suffer.
+# ## Where the errors are: one run up close
+# We look closely at one run, picked by a rule that does not look at the test set (the PyTorch LP-FT run with
+# the most labels, else the run with the most labels), since picking the run with the best test accuracy
+# would use the test set to choose. The confusion matrix counts (true, predicted) pairs; the largest
+# off-diagonal cells are the class pairs the model mixes up. Per-class precision (how often a prediction of the
+# class is right), recall (how often the class is found) and F1 say which classes suffer.
 
 # %%
-best = max(runs, key=lambda r: r["metrics"]["test_acc"])
-pred, names = best["predictions"], best["class_names"]
+featured = max(runs, key=lambda r: (r["metrics"].get("num_labelled", r["metrics"].get("num_train", 0)),
+                                r["framework"] == "pytorch", r["config"]["strategy"] == "lp_ft"))
+pred, names = featured["predictions"], featured["class_names"]
 matrix = metrics.confusion(pred["y_true"], pred["probs"].argmax(1), len(names))
-print(f"best run: {best['framework']} {best['config']['strategy']} ({best['folder']}), "
-      f"test accuracy {best['metrics']['test_acc']:.4f}")
+featured_labels = featured["config"].get("labels_per_class") or "all"
+print(f"run: {featured['framework']} {featured['config']['strategy']}, {featured_labels} labels per class, "
+      f"test accuracy {featured['metrics']['test_acc']:.4f}")
 fig, ax = plt.subplots(figsize=(5.5, 4.5))
 image = ax.imshow(matrix, cmap="Blues")
 ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
@@ -165,10 +173,10 @@ print(f"macro F1 {summary['macro_f1']:.3f}, weighted F1 {summary['weighted_f1']:
 # A grid of misclassified test images, with true and predicted labels: errors often make sense once seen.
 
 # %%
-cifar = data.load_dataset("auto" if best["data"]["dataset"] != "synthetic" else "synthetic",
-                          best["data"].get("num_train", 5000) // 10, best["data"].get("num_test", 1000) // 10,
-                          best["config"]["seed"])
-images = splits.task_data(cifar, best["config"]["task"]).x_test
+cifar = data.load_dataset("auto" if featured["data"]["dataset"] != "synthetic" else "synthetic",
+                          featured["data"].get("num_train", 5000) // 10,
+                          featured["data"].get("num_test", 1000) // 10, featured["config"]["seed"])
+images = splits.task_data(cifar, featured["config"]["task"]).x_test
 wrong = np.flatnonzero(pred["probs"].argmax(1) != pred["y_true"])[:16]
 if len(images) == len(pred["y_true"]) and len(wrong):
     fig, axes = plt.subplots(2, 8, figsize=(12, 3.6))
@@ -186,37 +194,58 @@ else:
 # A model is calibrated when, of the predictions made with 80% confidence, 80% are right. The **expected
 # calibration error** (ECE) is the average gap between confidence and accuracy over confidence bins, weighted
 # by how many predictions fall in each. **Temperature scaling** (Guo et al., 2017) divides the logits by one
-# number T fitted on the *validation* split; it changes confidence, never the predicted class.
+# number T fitted on *held-out* predictions; it changes confidence, never the predicted class. T > 1 means the
+# model was over-confident (its logits get softened), T < 1 under-confident. Networks trained with plain
+# cross-entropy are often over-confident (Guo et al.); this course trains with label smoothing and averages each
+# prediction over a horizontal flip at test time, and both lower the confidence, so here T can come out below 1.
+#
+# Held-out predictions must not be the test set. The run above has them if it had a validation split; honest
+# few-label runs have none, except the linear probe, whose out-of-fold cross-validation predictions are
+# held-out predictions of the labelled images. We use the run above when it has them, else the run with the
+# most held-out predictions.
 
 # %%
 log_probs = lambda p: np.log(np.clip(p, 1e-12, 1.0))
-temperature = metrics.fit_temperature(pred["val_y_true"], log_probs(pred["val_probs"]))
-scaled = metrics.softmax(log_probs(pred["probs"]), temperature)
-ece_before = metrics.expected_calibration_error(pred["y_true"], pred["probs"])
-ece_after = metrics.expected_calibration_error(pred["y_true"], scaled)
-print(f"fitted temperature T = {temperature:.2f}; ECE {ece_before:.4f} before, {ece_after:.4f} after; "
-      f"accuracy unchanged: {(scaled.argmax(1) == pred['probs'].argmax(1)).all()}")
-fig, axes = plt.subplots(1, 2, figsize=(9, 3.8), sharey=True)
-for ax, probs, title in ((axes[0], pred["probs"], f"before (ECE {ece_before:.3f})"),
-                         (axes[1], scaled, f"after T={temperature:.2f} (ECE {ece_after:.3f})")):
-    table = metrics.reliability(pred["y_true"], probs, bins=10)
-    centers = (table["edges"][:-1] + table["edges"][1:]) / 2
-    ax.bar(centers, np.where(table["count"] > 0, table["accuracy"], 0), width=0.09, label="accuracy")
-    ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
-    ax.set(xlabel="confidence", title=title)
-axes[0].set_ylabel("accuracy")
-axes[0].legend()
-plt.show()
+calibrated = featured if "val_probs" in featured["predictions"] else max(
+    (run for run in runs if "val_probs" in run["predictions"]), default=None,
+    key=lambda run: len(run["predictions"]["val_y_true"]))
+temperature = ece_before = ece_after = None
+if calibrated is None:
+    print("No run has held-out predictions (oracle validation or a linear probe): calibration skipped.")
+else:
+    cal = calibrated["predictions"]
+    temperature = metrics.fit_temperature(cal["val_y_true"], log_probs(cal["val_probs"]))
+    scaled = metrics.softmax(log_probs(cal["probs"]), temperature)
+    ece_before = metrics.expected_calibration_error(cal["y_true"], cal["probs"])
+    ece_after = metrics.expected_calibration_error(cal["y_true"], scaled)
+    verdict = "over-confident (T > 1 softens it)" if temperature > 1 else "under-confident (T < 1 sharpens it)"
+    print(f"{calibrated['framework']} {calibrated['config']['strategy']}, "
+          f"{calibrated['config'].get('labels_per_class') or 'all'} labels per class: T fitted on "
+          f"{len(cal['val_y_true'])} held-out predictions = {temperature:.2f}, so the model was {verdict}; "
+          f"test ECE {ece_before:.4f} before, {ece_after:.4f} after; predictions unchanged: "
+          f"{(scaled.argmax(1) == cal['probs'].argmax(1)).all()}")
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8), sharey=True)
+    for ax, probs, title in ((axes[0], cal["probs"], f"before (ECE {ece_before:.3f})"),
+                             (axes[1], scaled, f"after T={temperature:.2f} (ECE {ece_after:.3f})")):
+        table = metrics.reliability(cal["y_true"], probs, bins=10)
+        centers = (table["edges"][:-1] + table["edges"][1:]) / 2
+        ax.bar(centers, np.where(table["count"] > 0, table["accuracy"], 0), width=0.09, label="accuracy")
+        ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
+        ax.set(xlabel="confidence", title=title)
+    axes[0].set_ylabel("accuracy")
+    axes[0].legend()
+    plt.show()
 
 # %% [markdown]
 # ## The data-efficiency curve
-# Test accuracy against the number of labels per class, one line per framework and strategy, averaged over
-# seeds (bars: one standard deviation). It comes from a sweep (`make bench-torch`, or `python -m helpers.sweep`).
+# Test accuracy against the number of labels per class, one line per framework and strategy, honest runs only
+# (`labelled`), averaged over seeds (bars: one standard deviation when there are several seeds). It comes from
+# the comparison `make course` runs, and from any sweep (`make bench-torch`, `python -m helpers.sweep`).
 
 # %%
 curves: dict[tuple[str, str], dict[int, list[float]]] = {}
 for row in rows:
-    if row["labels"] != "all":
+    if row["labels"] != "all" and row["validation"] == "labelled":
         curves.setdefault((row["framework"], row["strategy"]), {}).setdefault(row["labels"], []).append(row["test_acc"])
 plotted = {key: points for key, points in curves.items() if len(points) >= 2}
 if plotted:
@@ -229,11 +258,35 @@ if plotted:
     ax.legend(fontsize=8)
     plt.show()
 else:
-    print("No sweep over labels per class found; run `make bench-torch` or a sweep to draw this curve.")
+    print("No honest runs at two or more label counts: run `make course` or a sweep to draw this curve.")
+
+# %% [markdown]
+# ## How much does an oracle validation split inflate few-label results?
+# The same strategy, labels and seed, once with choices made on the labelled images only and once on the
+# 2,500-image validation split. The difference is what the extra labelled data, which the few-label user does
+# not have, was worth; a positive number is an inflation of the oracle result.
+
+# %%
+by_setting = {(r["framework"], r["strategy"], r["labels"], r["seed"], r["validation"]): r["test_acc"] for r in rows}
+inflation = []
+for (framework, strategy, labels, seed, validation), accuracy in sorted(by_setting.items(), key=str):
+    oracle = by_setting.get((framework, strategy, labels, seed, "oracle"))
+    if validation == "labelled" and oracle is not None:
+        inflation.append({"framework": framework, "strategy": strategy, "labels": labels, "seed": seed,
+                          "labelled": accuracy, "oracle": oracle, "oracle - labelled": oracle - accuracy})
+if inflation:
+    print(markdown_table(inflation, ["framework", "strategy", "labels", "seed", "labelled", "oracle",
+                                     "oracle - labelled"]))
+    gaps = [row["oracle - labelled"] for row in inflation]
+    print(f"mean oracle - labelled: {np.mean(gaps):+.3f} over {len(gaps)} pairs (largest {max(gaps):+.3f}); "
+          "compare with the test-set intervals in the first table before calling a difference real.")
+else:
+    print("No pair of honest and oracle runs with the same settings: `make course` runs some.")
 
 # %% [markdown]
 # ## Answers, from the numbers
-# The questions a student asks, answered from the runs above (the text is computed, not written in advance).
+# The questions a student asks, answered from the honest runs above (the text is computed, not written in
+# advance). "Highest" is a point estimate: check the intervals in the first table before calling it a win.
 
 # %%
 def mean_accuracy(framework: str, strategy: str, labels: int) -> float | None:
@@ -246,7 +299,7 @@ answers = []
 for labels in sorted({n for points in curves.values() for n in points}):
     cells = {key: np.mean(points[labels]) for key, points in curves.items() if labels in points}
     (framework, strategy), accuracy = max(cells.items(), key=lambda item: item[1])
-    line = f"With {labels} labels per class the best is {framework} {strategy} at {accuracy:.3f}"
+    line = f"With {labels} labels per class the highest mean is {framework} {strategy} at {accuracy:.3f}"
     scratch = mean_accuracy(framework, "scratch", labels)
     if scratch is not None:
         line += f", against {scratch:.3f} from scratch (+{accuracy - scratch:.3f})"
@@ -272,17 +325,18 @@ print("\n".join(answers) if answers else "Not enough runs to answer; run a sweep
 
 # %%
 metrics_path = reporting.save_run(run_folder, config, {"runs_searched": str(search_root), "runs": len(runs)},
-                                  {"table": rows, "best_run": str(best["folder"]), "temperature": temperature,
-                                   "ece_before": ece_before, "ece_after": ece_after, "answers": answers})
+                                  {"table": rows, "featured_run": str(featured["folder"]),
+                                   "temperature": temperature,
+                                   "ece_before": ece_before, "ece_after": ece_after, "answers": answers,
+                                   "oracle_inflation": inflation})
 
 # %% [markdown]
 # ## Exercises
 #
 # 1. Two strategies differ by 0.4 points and their 95% intervals overlap by most of their width. What can
 #    you conclude, and what would you run to decide?
-# 2. Why is the temperature fitted on the validation split and not on the test split?
-# 3. In the confusion matrix of the target task, which pair is most confused? Is that what you expected from
-#    the images?
+# 2. Why is the temperature fitted on held-out predictions and not on the test split?
+# 3. In the confusion matrix above, which pair is most confused? Is that what you expected from the images?
 #
 # <details><summary>Solutions (click to open)</summary>
 #
@@ -290,18 +344,24 @@ metrics_path = reporting.save_run(run_folder, config, {"runs_searched": str(sear
 #    second source of noise) or a paired test on the same test images.
 # 2. Fitting on the test split would tune to the very data used to report the result, making the reported
 #    calibration optimistic.
-# 3. Usually dog and horse (four-legged animals on grass), then ship and truck much less; frog is rarely
-#    confused. Check the printed pairs.
+# 3. Read it off the printed "most confused" list: on the target classes, animals with similar shapes and
+#    backgrounds (dog, horse, frog) tend to be mixed up more than the vehicles (ship, truck), but the counts
+#    above are the answer for your run.
 #
 # </details>
 #
 # ## Summary
 # - Report accuracy with an interval; compare strategies only beyond their noise (seeds and test set).
 # - Confusion matrices and per-class scores show *which* classes fail; ROC-AUC ranks without a threshold.
-# - Fine-tuned networks are often over-confident; temperature scaling on the validation split fixes much of it
-#   without changing a single prediction.
+# - Temperature scaling on held-out predictions corrects over- or under-confidence (read T) without changing a
+#   single prediction; label smoothing and test-time flips push this course's models towards under-confidence.
+# - With few labels, choose only on the labelled images; an oracle validation split flatters the result by
+#   the amount measured above.
 # - The data-efficiency curve is the headline of transfer learning: how many labels it saves.
 #
 # ## References
 # - Guo, Pleiss, Sun, Weinberger (2017). *On calibration of modern neural networks*. ICML.
 # - Efron, Tibshirani (1993). *An introduction to the bootstrap*. Chapman & Hall.
+# - Oliver, Odena, Raffel, Cubuk, Goodfellow (2018). *Realistic evaluation of deep semi-supervised learning
+#   algorithms*. NeurIPS.
+# - Müller, Kornblith, Hinton (2019). *When does label smoothing help?* NeurIPS.

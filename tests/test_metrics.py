@@ -77,3 +77,14 @@ def test_bad_inputs_say_what_was_expected(predictions):
         metrics.softmax(probs, 0.0)
     with pytest.raises(ValueError, match="level"):
         metrics.bootstrap_accuracy(labels, labels, level=1.5)
+
+
+def test_paired_bootstrap_difference_sees_a_real_gap_and_no_gap():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 5, 2000)
+    good = np.where(rng.random(2000) < 0.9, labels, (labels + 1) % 5)
+    worse = np.where(rng.random(2000) < 0.8, labels, (labels + 1) % 5)
+    gap, low, high = metrics.bootstrap_difference(labels, good, worse)
+    assert 0.05 < gap < 0.15 and 0 < low < gap < high
+    gap, low, high = metrics.bootstrap_difference(labels, good, good)
+    assert gap == low == high == 0

@@ -152,3 +152,14 @@ def test_random_crop_flip_takes_each_image_from_its_padded_self():
     for n in range(2):
         windows = [padded[n, :, dy:dy + 8, dx:dx + 8] for dy in range(5) for dx in range(5)]
         assert any(torch.equal(out[n], w) or torch.equal(out[n], w.flip(2)) for w in windows)
+
+
+def test_cross_validated_probe_scores_each_strength_on_held_out_folds():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(5), 10)
+    features = rng.normal(size=(50, 8)) + 3 * np.eye(5, 8)[labels]  # separable classes
+    scores, out_of_fold = torch_train.cross_validated_probe(features, labels, (0.001, 1.0), seed=0)
+    assert set(scores) == {0.001, 1.0} and scores[1.0] > 0.8  # chance is 0.2
+    assert out_of_fold[1.0].shape == (50, 5) and np.allclose(out_of_fold[1.0].sum(1), 1)
+    with pytest.raises(ValueError, match="at least 2 labelled images per class"):
+        torch_train.cross_validated_probe(features[::10], labels[::10], (1.0,))

@@ -17,8 +17,10 @@ def _cells(notebook) -> list[tuple[str, str, tuple[str, ...]]]:
     return [(c.cell_type, c.source.strip(), tuple(c.metadata.get("tags", []))) for c in notebook.cells]
 
 
-def test_there_are_notebooks():
-    assert NOTEBOOKS and course_notebooks() == NOTEBOOKS
+def test_course_order_trains_the_source_model_before_the_lessons_that_use_it():
+    order = [nb.stem[:2] for nb in course_notebooks()]
+    assert sorted(course_notebooks()) == NOTEBOOKS
+    assert order[:3] == ["00", "03", "01"] and order.index("03") < order.index("04") < order.index("06")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -41,8 +43,21 @@ def test_one_parameters_cell_of_small_literals(path: Path):
     for line in cells[0].source.splitlines():
         assignment, _, comment = line.partition("#")
         assert "=" not in comment, f"papermill misreads '=' in a parameters comment: {line}"
-        assert assignment.strip() == "" or assignment.count("=") == 1
+        assert assignment.strip() in ("", "from typing import Optional") or assignment.count("=") == 1
     assert "PROFILE" in cells[0].source
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_papermill_reads_every_parameter_with_its_type(path: Path):
+    import papermill
+
+    cell = next(c for c in jupytext.read(path).cells if "parameters" in c.metadata.get("tags", []))
+    assigned = [line.split(":")[0].split("=")[0].strip() for line in cell.source.splitlines()
+                if "=" in line.partition("#")[0]]
+    found = papermill.inspect_notebook(str(path))
+    assert list(found) == assigned, "papermill cannot parse some parameters (it reads Optional[int], not int | None)"
+    untyped = [name for name, info in found.items() if info["inferred_type_name"] == "None"]
+    assert not untyped, f"parameters without a type annotation: {untyped}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

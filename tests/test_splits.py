@@ -70,3 +70,22 @@ def test_source_target_needs_ten_classes(synthetic):
     five = splits.task_data(synthetic, "source")
     with pytest.raises(ValueError, match="10 classes"):
         splits.source_target_split(five)
+
+
+def test_labelled_protocol_has_no_validation_split_and_oracle_has_the_big_one(synthetic):
+    target = splits.task_data(synthetic, "target")
+    train, val = splits.labelled_split(target, 10, "labelled", seed=0)
+    oracle_train, oracle_val = splits.labelled_split(target, 10, "oracle", seed=0)
+    assert val is None and len(train) == 50
+    np.testing.assert_array_equal(train, oracle_train)  # the same labelled images under both protocols
+    assert len(oracle_val) == len(splits.split_indices(target, "val", seed=0)) and not set(oracle_val) & set(train)
+    every_label, held_out = splits.labelled_split(target, None, "labelled", seed=0)
+    assert held_out is not None and not set(every_label) & set(held_out)  # with every label, a held-out part
+
+
+def test_one_label_per_class_cannot_be_cross_validated_and_names_the_alternatives(synthetic):
+    target = splits.task_data(synthetic, "target")
+    with pytest.raises(ValueError, match=r"LABELS_PER_CLASS >= 2.*VALIDATION='oracle'"):
+        splits.labelled_split(target, 1, "labelled")
+    with pytest.raises(ValueError, match="valid: labelled, oracle"):
+        splits.labelled_split(target, 10, "test-set")

@@ -1,0 +1,88 @@
+"""`make course` as a learner runs it (smoke profile): every step ran, outputs are short and leak nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from helpers import course
+
+LINE_BUDGET = 40  # lines of output one cell may show
+SENTINEL = "sentinel-8c1f4e2a9b7d"  # an environment value no output may contain
+
+
+def output_text(output: dict) -> str:
+    """The text a reader sees of one output (figures and widgets as their plain-text fallback)."""
+    if output["output_type"] == "stream":
+        return "".join(output["text"])
+    if output["output_type"] == "error":
+        return "\n".join(output["traceback"])
+    return "".join(output.get("data", {}).get("text/plain", ""))
+
+
+@pytest.fixture(scope="module")
+def course_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Run the whole course once, smoke profile, with a sentinel secret in the environment."""
+    outputs = tmp_path_factory.mktemp("course_outputs")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WORKBOOK_OUTPUTS", str(outputs))
+        patch.setenv("WORKBOOK_TEST_SECRET", SENTINEL)
+        status = course.main(["--profile", "smoke"])
+    assert status == 0, (outputs / "notebooks" / "course_summary.json").read_text()
+    return outputs
+
+
+def executed_notebooks(outputs: Path) -> list[Path]:
+    """Every notebook the course executed: the lessons and the comparison's runs."""
+    return sorted(outputs.rglob("*.ipynb"))
+
+
+def test_every_lesson_and_comparison_run_succeeded(course_run: Path):
+    summary = json.loads((course_run / "notebooks" / "course_summary.json").read_text())
+    steps = [result["notebook"] for result in summary["results"]]
+    assert steps[:3] == ["00_setup_and_data.ipynb", "03_pretrain_source_model.ipynb", "01_concepts.ipynb"]
+    assert steps.index("comparison") == steps.index("06_evaluation.ipynb") - 1
+    assert all(result["status"] == "ok" for result in summary["results"]), summary["results"]
+    assert len(summary["comparison"]) == len(course.comparison_runs("smoke"))
+    assert (course_run / "benchmarks" / "course.md").exists() and (course_run / "benchmarks" / "course.json").exists()
+
+
+def test_outputs_are_short_and_never_show_the_environment(course_run: Path):
+    notebooks = executed_notebooks(course_run)
+    assert len(notebooks) >= 7 + len(course.comparison_runs("smoke"))
+    problems = []
+    for path in notebooks:
+        for number, cell in enumerate(json.loads(path.read_text())["cells"]):
+            outputs = cell.get("outputs", [])
+            text = "\n".join(output_text(output) for output in outputs)
+            if text.count("\n") + 1 > LINE_BUDGET:
+                problems.append(f"{path.name} cell {number}: {text.count(chr(10)) + 1} lines")
+            if SENTINEL in json.dumps(outputs):
+                problems.append(f"{path.name} cell {number}: shows an environment variable's value")
+            if any(output.get("name") == "stderr" for output in outputs):
+                problems.append(f"{path.name} cell {number}: stderr: {text[:200]!r}")
+    assert not problems, "\n".join(problems)
+
+
+def test_evaluation_compares_strategies_labels_and_protocols(course_run: Path):
+    record = json.loads((course_run / "06_evaluation" / "metrics.json").read_text())["metrics"]
+    honest = {(row["strategy"], row["labels"]) for row in record["table"] if row["validation"] == "labelled"}
+    plan = course.COMPARISON["smoke"]
+    assert {(s, n) for s in plan["torch"] for n in plan["labels"]} <= honest
+    assert record["oracle_inflation"], "no pair of honest and oracle runs was compared"
+    assert any(row["framework"] == "keras" for row in record["table"])
+
+
+def test_a_failed_comparison_run_is_reported_and_the_evaluation_still_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("WORKBOOK_OUTPUTS", str(tmp_path))
+    too_few = ("05_pytorch_finetuning", {"STRATEGY": "linear_probe", "LABELS_PER_CLASS": 1, "VALIDATION": "labelled",
+                                         "SEED": 0})
+    monkeypatch.setattr(course, "comparison_runs", lambda profile: [too_few])
+    assert course.main(["--profile", "smoke", "--only", "06"]) == 1
+    summary = json.loads((tmp_path / "notebooks" / "course_summary.json").read_text())
+    assert [r["status"][:6] for r in summary["results"]] == ["FAILED", "ok"]  # comparison failed, 06 ran
+    failed = summary["comparison"][0]
+    assert failed["status"].startswith("failed") and "VALIDATION='oracle'" in failed["status"]
+    assert "comparison run" in capsys.readouterr().out
