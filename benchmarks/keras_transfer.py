@@ -2,7 +2,8 @@
 
 Runs notebook 04 through papermill (TensorFlow backend, the course model ported from PyTorch, offline on a
 local CIFAR-10 copy) for `linear_probe` (feature extraction) and `lp_ft` (feature extraction, then fine-tuning
-of the whole base) at 50 and 500 labels per class, plus one run that measures the BatchNorm pitfall. Runs
+of the whole base) at 50 and 500 labels per class under the honest few-label protocol (`VALIDATION="labelled"`:
+no validation split, no early stopping), plus one run that measures the BatchNorm pitfall. Runs
 notebook 03 first like the PyTorch benchmark (seconds with a valid checkpoint) and reruns earlier runs made from
 another checkpoint. Reads outputs/benchmarks/pytorch_transfer.json (`make bench-torch`, same checkpoint) and writes
 outputs/benchmarks/keras_transfer.{json,md} with both frameworks side by side.
@@ -40,8 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     drop_stale_runs(root, checkpoint_sha256)
     common = {"PROFILE": [args.profile], "WEIGHTS": ["course"], "TASK": ["target"]}
     results = run_sweep("04_keras_finetuning", {**common, "STRATEGY": ["linear_probe", "lp_ft"],
-                                                "LABELS_PER_CLASS": args.labels, "SEED": list(range(args.seeds)),
-                                                "SHOW_BN_PITFALL": [False]}, root / "runs")
+                                                "LABELS_PER_CLASS": args.labels, "VALIDATION": ["labelled"],
+                                                "SEED": list(range(args.seeds)), "SHOW_BN_PITFALL": [False]},
+                        root / "runs")
     pitfall = run_sweep("04_keras_finetuning", {**common, "STRATEGY": ["lp_ft"], "SEED": [0],
                                                 "LABELS_PER_CLASS": [min(args.labels)], "SHOW_BN_PITFALL": [True]},
                         root / "bn_pitfall")
@@ -54,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         torch_source = next((row for row in torch_table if row["labels_per_class"] == "source"), {})
         if torch_source.get("checkpoint_sha256") == checkpoint_sha256:
             torch_rows = [{**row, "framework": "pytorch"} for row in torch_table
-                          if row["labels_per_class"] in args.labels and row["strategy"] in ("linear_probe", "lp_ft")]
+                          if row["labels_per_class"] in args.labels and row["strategy"] in ("linear_probe", "lp_ft")
+                          and row.get("validation") == "labelled"]
     gaps = []
     for row in keras_rows:
         match = next((t for t in torch_rows if (t["labels_per_class"], t["strategy"]) ==
@@ -68,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     bn = (pitfall_record or {}).get("metrics", {}).get("bn_pitfall")
     comparison = "\n".join(gaps) or "- no PyTorch rows from this source checkpoint: run `make bench-torch` first"
     pitfall_text = (f"\n\nBatchNorm pitfall (lp_ft, {min(args.labels)}/class, seed 0): base in inference mode "
-                    f"{bn['base_inference_mode']:.3f}, base in training mode {bn['base_training_mode']:.3f}."
+                    f"{bn['base_inference_mode']:.3f}, base in training mode {bn['base_training_mode']:.3f} (gap "
+                    f"{bn['gap']:+.3f}, 95% paired bootstrap interval {bn['gap_ci'][0]:+.3f} to {bn['gap_ci'][1]:+.3f})."
                     if bn else "")
     notes = ("Keras 3 on TensorFlow, the course model ported from PyTorch (identical source weights), target task "
              "CIFAR-10 classes 5-9. Keras linear_probe = feature extraction (frozen base, Dense head trained by SGD); "
@@ -77,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = [r for r in results + pitfall if r["status"].startswith("failed")]
     identity = {**records[0]["data"], "name": data_name(records[0]["data"])} if records else {}
     write_benchmark("keras_transfer", keras_rows + torch_rows,
-                    ["framework", "labels_per_class", "strategy", "test_acc_mean", "test_acc_std", "seeds",
+                    ["framework", "labels_per_class", "strategy", "validation", "test_acc_mean", "test_acc_std", "seeds",
                      "wall_s_mean", "pytorch_acc_mean", "gap_points"], identity, notes=notes)
     return 1 if failed else 0
 
