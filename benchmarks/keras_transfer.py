@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     comparison = "\n".join(gaps) or "- no PyTorch rows from this source checkpoint: run `make bench-torch` first"
     pitfall_text = (f"\n\nBatchNorm pitfall (lp_ft, {min(args.labels)}/class, seed 0): base in inference mode "
                     f"{bn['base_inference_mode']:.3f}, base in training mode {bn['base_training_mode']:.3f} (gap "
-                    f"{bn['gap']:+.3f}, 95% paired bootstrap interval {bn['gap_ci'][0]:+.3f} to {bn['gap_ci'][1]:+.3f})."
+                    f"{bn['gap']:+.3f}, 95% paired bootstrap interval {bn['gap_ci'][0]:+.3f} to "
+                    f"{bn['gap_ci'][1]:+.3f})."
                     if bn else "")
     notes = ("Keras 3 on TensorFlow, the course model ported from PyTorch (identical source weights), target task "
              "CIFAR-10 classes 5-9. Keras linear_probe = feature extraction (frozen base, Dense head trained by SGD); "
@@ -81,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = [r for r in results + pitfall if r["status"].startswith("failed")]
     identity = {**records[0]["data"], "name": data_name(records[0]["data"])} if records else {}
     write_benchmark("keras_transfer", keras_rows + torch_rows,
-                    ["framework", "labels_per_class", "strategy", "validation", "test_acc_mean", "test_acc_std", "seeds",
+                    ["framework", "labels_per_class", "strategy", "validation", "test_acc_mean", "test_acc_std",
+                     "seeds",
                      "wall_s_mean", "pytorch_acc_mean", "gap_points"], identity, notes=notes)
     return 1 if failed else 0
 
