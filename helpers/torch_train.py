@@ -103,6 +103,13 @@ def extract_features(features: nn.Module, loader: DataLoader, device: torch.devi
     return torch.cat(rows).flatten(1).numpy()
 
 
+def data_key(identity: dict[str, Any]) -> str:
+    """Identify data for a cache key: its content hash, or for generated (synthetic) data its full recipe and seed."""
+    if identity.get("sha256"):
+        return identity["sha256"]
+    return repr(sorted((name, value) for name, value in identity.items() if name not in ("task", "classes")))
+
+
 def cached_features(key: dict[str, Any], compute: Callable[[], np.ndarray]) -> tuple[np.ndarray, Path, bool]:
     """Return features from data/features/ when this exact key was computed before, else compute and store."""
     digest = hashlib.sha256(repr(sorted(key.items())).encode()).hexdigest()[:20]

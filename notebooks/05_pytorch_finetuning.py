@@ -160,7 +160,7 @@ history: list[dict] = []
 # %%
 if STRATEGY in ("linear_probe", "lp_ft"):
     key = {"model": model.name, "weights": weights_info.get("sha256") or weights_info.get("file", "none"),
-           "image_size": image_size, "normalize": normalize, "data": target.identity.get("sha256", "synthetic"),
+           "image_size": image_size, "normalize": normalize, "data": torch_train.data_key(target.identity),
            "task": task, "num_train": len(target.y_train)}
     extract = lambda x: torch_train.extract_features(
         model.features, torch_data.make_loader(x, np.zeros(len(x), dtype=int), train=False, batch_size=256,

@@ -163,3 +163,11 @@ def test_cross_validated_probe_scores_each_strength_on_held_out_folds():
     assert out_of_fold[1.0].shape == (50, 5) and np.allclose(out_of_fold[1.0].sum(1), 1)
     with pytest.raises(ValueError, match="at least 2 labelled images per class"):
         torch_train.cross_validated_probe(features[::10], labels[::10], (1.0,))
+
+
+def test_feature_cache_key_tells_synthetic_seeds_apart_and_real_data_by_content():
+    seed0, seed1 = (data.make_synthetic(20, 5, seed=seed).identity for seed in (0, 1))
+    assert torch_train.data_key(seed0) != torch_train.data_key(seed1)
+    assert torch_train.data_key(seed0) == torch_train.data_key(data.make_synthetic(20, 5, seed=0).identity)
+    real = {"dataset": "imagefolder", "sha256": "abc", "source": "copy-a.tar.gz"}
+    assert torch_train.data_key(real) == torch_train.data_key({**real, "source": "renamed.tar.gz"})
