@@ -1,18 +1,3 @@
-# ---
-# jupyter:
-#   jupytext:
-#     formats: ipynb,py:percent
-#     text_representation:
-#       extension: .py
-#       format_name: percent
-#       format_version: '1.3'
-#       jupytext_version: 1.19.6
-#   kernelspec:
-#     display_name: Python 3 (ipykernel)
-#     language: python
-#     name: python3
-# ---
-
 # %% [markdown]
 # # 02 · The math of feature and parameter transfer
 #
@@ -35,13 +20,15 @@
 # `smoke`. No GPU needed; no download (it uses CIFAR-10 if cached, synthetic data otherwise).
 
 # %% tags=["parameters"]
-PROFILE = "auto"  # smoke, cpu, full or auto
-DATASET = "auto"  # auto, cifar10 or synthetic
-SEED = 0
-IMAGES_PER_TASK = None  # images per task used for features; None lets the profile decide
-TEMPERATURE = 4.0  # distillation temperature
-MMD_BANDWIDTH = None  # None uses the median heuristic
-OUTPUT_DIR = None  # None means outputs/02_math_of_transfer
+from typing import Optional  # papermill reads Optional[int], not int | None
+
+PROFILE: str = "auto"  # smoke, cpu, full or auto
+DATASET: str = "auto"  # auto, cifar10 or synthetic
+SEED: int = 0
+IMAGES_PER_TASK: Optional[int] = None  # images per task used for features; None lets the profile decide
+TEMPERATURE: float = 4.0  # distillation temperature
+MMD_BANDWIDTH: Optional[float] = None  # None uses the median heuristic
+OUTPUT_DIR: Optional[str] = None  # None means outputs/02_math_of_transfer
 
 # %% [markdown]
 # ## Setup
@@ -52,7 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from helpers import data, models, plots, profiles, reporting, runtime, splits, torch_data, torch_train
+from helpers import data, metrics, models, plots, profiles, reporting, runtime, splits, torch_data, torch_train
 from helpers import transfer_math as tm
 
 plots.setup_plots()
@@ -65,13 +52,14 @@ if TEMPERATURE <= 0:
     raise ValueError(f"TEMPERATURE must be > 0, got {TEMPERATURE}")
 if MMD_BANDWIDTH is not None and MMD_BANDWIDTH <= 0:
     raise ValueError(f"MMD_BANDWIDTH must be > 0 or None (median heuristic), got {MMD_BANDWIDTH}")
-checks: dict[str, float] = {}  # every numerical check's error, saved with the run
+checks: dict[str, float | str] = {}  # every numerical check's error, saved with the run
 
 # %% [markdown]
 # ## Features to work with
 # We need a frozen extractor F and images from two tasks. The extractor is the course's source model
-# (notebook 03) when it has been trained, otherwise a *randomly initialised* copy of the same network, which
-# is still a fixed feature map (and a surprisingly usable one); the output says which.
+# (notebook 03, which `make course` runs before this notebook). Run alone before 03, this notebook uses a
+# *randomly initialised* copy of the same network as a stand-in: still a fixed feature map, but one that learned
+# nothing, so sections 1 and 6 then show no transfer. The output says loudly which one it used.
 
 # %%
 cifar = data.load_dataset(DATASET, config["synthetic_train_per_class"], config["synthetic_test_per_class"], SEED)
@@ -81,19 +69,27 @@ try:
     extractor_name = f"course source model (source test accuracy {meta['source_test_acc']:.3f})"
 except models.CheckpointError:
     torch.manual_seed(SEED)
-    extractor, extractor_name = models.course_net(), "randomly initialised course network (run notebook 03 for trained)"
+    extractor, extractor_name = models.course_net(), "STAND-IN: a randomly initialised course network"
+    print("!! No course source model yet: sections 1 and 6 use a random network as a stand-in and will show no\n"
+          "!! transfer. Run notebook 03 (or `make course`, which runs it first), then this notebook again.")
 print("extractor:", extractor_name)
+checks["extractor"] = extractor_name
 
 rng = np.random.default_rng(SEED)
 count = config["images_per_task"]
+
+
+def features(images: np.ndarray) -> np.ndarray:
+    """Frozen features of a batch of uint8 images."""
+    loader = torch_data.make_loader(images, np.zeros(len(images), dtype=int), train=False, batch_size=256)
+    return torch_train.extract_features(extractor.features, loader, torch.device("cpu"))
 
 
 def features_of(task: data.ImageData, split: str) -> tuple[np.ndarray, np.ndarray]:
     """Frozen features and labels of `count` random images of one task's train or test split."""
     images, labels = (task.x_train, task.y_train) if split == "train" else (task.x_test, task.y_test)
     pick = rng.choice(len(labels), size=min(count, len(labels)), replace=False)
-    loader = torch_data.make_loader(images[pick], labels[pick], train=False, batch_size=256)
-    return torch_train.extract_features(extractor.features, loader, torch.device("cpu")), labels[pick]
+    return features(images[pick]), labels[pick]
 
 
 target_train_x, target_train_y = features_of(target, "train")
@@ -126,24 +122,43 @@ assert gap < 1e-2
 # %% [markdown]
 # Squared loss instead of cross-entropy gives the **ridge** head in closed form,
 #
-# $$ W^\star = (Z^\top Z + \lambda I)^{-1} Z^\top Y, $$
+# $$ W^\star = (\tilde Z^\top \tilde Z + \lambda I)^{-1} \tilde Z^\top \tilde Y,
+#    \qquad b^\star = \bar y - W^{\star\top} \bar z, $$
 #
-# with $Y$ the one-hot labels (and an unpenalised bias column appended to $Z$). It needs no iterations at
-# all; it usually classifies a little worse than logistic regression, because squared loss also punishes
-# predictions that are *too* confident in the right direction. We check it against scikit-learn's `Ridge`.
+# with $Y$ the one-hot labels, $\tilde Z$ and $\tilde Y$ the centred features and labels, and the bias $b$
+# left unpenalised (centring is what keeps it out of the penalty). It needs no iterations at all. Squared loss
+# also punishes predictions that are *too* confident in the right direction, which can cost accuracy against
+# logistic regression, or not: we compare the two with each one's strength chosen by 5-fold cross-validation on
+# the training features (never on the test set), and check the closed form against scikit-learn's `Ridge`.
 
 # %%
-from sklearn.linear_model import Ridge  # noqa: E402 - the reference implementation, used only here
+from sklearn.linear_model import Ridge, RidgeClassifier  # noqa: E402 - the references, used only here
+from sklearn.model_selection import cross_val_score  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 one_hot = np.eye(target.num_classes)[target_train_y]
 ridge = tm.ridge_head(target_train_x, one_hot, lam=1.0)
 reference = Ridge(alpha=1.0).fit(target_train_x, one_hot)
 checks["ridge_vs_sklearn_max_gap"] = float(np.abs(ridge[:-1] - reference.coef_.T).max())
 print(f"closed form vs scikit-learn: max difference {checks['ridge_vs_sklearn_max_gap']:.2e}")
-ridge_acc = ((np.hstack([target_test_x, np.ones((len(target_test_x), 1))]) @ ridge).argmax(1) == target_test_y).mean()
-scaler, probe = torch_train.fit_linear_probe(target_train_x, target_train_y)
+strengths = (0.001, 0.01, 0.1, 1.0)  # inverse strength C for the probe; lambda = 1 / C for ridge
+probe_cv, _ = torch_train.cross_validated_probe(target_train_x, target_train_y, strengths, seed=SEED)
+ridge_cv = {c: cross_val_score(make_pipeline(StandardScaler(), RidgeClassifier(alpha=1 / c)), target_train_x,
+                               target_train_y, cv=5).mean() for c in strengths}
+probe_c, ridge_c = max(probe_cv, key=probe_cv.get), max(ridge_cv, key=ridge_cv.get)
+scaler, probe = torch_train.fit_linear_probe(target_train_x, target_train_y, c=probe_c, seed=SEED)
 probe_acc = probe.score(scaler.transform(target_test_x), target_test_y)
-print(f"target test accuracy: ridge head {ridge_acc:.3f}, logistic probe {probe_acc:.3f} (chance 0.20)")
+ridge_model = make_pipeline(StandardScaler(), RidgeClassifier(alpha=1 / ridge_c)).fit(target_train_x, target_train_y)
+ridge_acc = ridge_model.score(target_test_x, target_test_y)
+interval = metrics.bootstrap_difference(target_test_y, ridge_model.predict(target_test_x),
+                                        probe.predict(scaler.transform(target_test_x)), seed=SEED)
+checks.update(probe_test_acc=probe_acc, ridge_test_acc=ridge_acc, probe_c=probe_c, ridge_lambda=1 / ridge_c)
+print(f"chosen by cross-validation: probe C = {probe_c}, ridge lambda = {1 / ridge_c:g}")
+print(f"target test accuracy: ridge head {ridge_acc:.3f}, logistic probe {probe_acc:.3f} (chance 0.20); "
+      f"ridge - probe {interval[0]:+.3f}, 95% interval [{interval[1]:+.3f}, {interval[2]:+.3f}]: "
+      + ("within the noise of the test set" if interval[1] <= 0 <= interval[2] else
+         f"the {'ridge head' if interval[0] > 0 else 'logistic probe'} is ahead beyond that noise"))
 
 # %% [markdown]
 # ## 2 · Parameter transfer, and why the learning rate is low
@@ -202,11 +217,18 @@ ax.set_xticks(positions, layers)
 ax.set(ylabel="‖w − w0‖ / ‖w0‖", title="How far fine-tuning moved each layer")
 ax.legend()
 plt.show()
+for lr in moves:
+    print(f"lr {lr}: relative change " + ", ".join(f"{name} {moves[lr][name]:.3f}" for name in layers))
+checks.update({f"toy_move_lr{lr}_{name}": moves[lr][name] for lr in moves for name in layers})
 
 # %% [markdown]
-# With 60 labels, a high learning rate moves every layer far from its start: it spends the source knowledge
-# to fit the few target labels. A low rate mostly adjusts the last layers, which is what the target task
-# needed.
+# Read the bars and the printed numbers. The high rate moves the layers much further than the low one, and
+# ends below the pretrained network it started from: with 60 labels it spends the source knowledge to fit the
+# few target labels. *Which* layer the low rate moves most depends on where the two tasks differ. Here the
+# target task rotates the input direction that decides the label, so the **first** layer is the one that must
+# change, and even the low rate moves it most in relative terms. The rule of thumb "fine-tuning mostly adjusts
+# the last layers" holds when the tasks share their inputs' low-level structure and differ in what is built on
+# top of it, as with images of different objects; it is a statement about the tasks, not about fine-tuning.
 #
 # ## 3 · L2-SP: regularise towards the start, not towards zero
 #
@@ -229,18 +251,20 @@ checks["l2sp_grad_vs_autograd"] = max((w.grad - tm.l2sp_gradient(w.detach(), a, 
 print(f"L2-SP gradient: formula vs autograd, max difference {checks['l2sp_grad_vs_autograd']:.1e}")
 
 # %% [markdown]
-# Then its effect, on the same 60 target labels and a fairly high learning rate (0.2): weight decay against L2-SP of the
-# same strength on the body (the last layer is the head).
+# Then its effect, on the same 60 target labels and a fairly high learning rate (0.2). Both penalties have the
+# same strength α = 0.1 on the body (the first two layers) and the same β = 0.001 on the head (the last layer);
+# the only difference is the anchor of the body: zero for weight decay, w0 for L2-SP. (Weight decay *is*
+# L2-SP with w0 = 0, so one function computes both.)
 
 # %%
 for name in ("weight decay", "L2-SP"):
     net = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 4))
     net.load_state_dict(start_state)
     body, anchors_ = list(net[:3].parameters()), [p.detach().clone() for p in net[:3].parameters()]
-    penalty = (lambda body=body, anchors_=anchors_, net=net: tm.l2sp_penalty(
-        body, anchors_, [net[4].weight], alpha=0.1, beta=0.001)) if name == "L2-SP" else None
-    train_toy(net, target_x, target_y, lr=0.2, steps=200, weight_decay=0.05 if name == "weight decay" else 0.0,
-              penalty=penalty)
+    anchor = anchors_ if name == "L2-SP" else [torch.zeros_like(p) for p in body]
+    penalty = lambda body=body, anchor=anchor, net=net: tm.l2sp_penalty(body, anchor, [net[4].weight], alpha=0.1,
+                                                                        beta=0.001)
+    train_toy(net, target_x, target_y, lr=0.2, steps=200, penalty=penalty)
     drift = sum(((p - p0) ** 2).sum() for p, p0 in zip(body, anchors_, strict=True)).sqrt().item()
     print(f"{name:12s}: distance of the body from w0 {drift:.2f}, target test accuracy "
           f"{toy_accuracy(net, test_x, test_y):.3f}")
@@ -326,19 +350,38 @@ checks["lpft_distortion_ratio"] = lpft_distortion / ft_distortion
 #
 # The **biased** estimator averages all pairs including $x_i$ with itself; the **unbiased** one leaves those
 # out (and can be slightly negative). A **permutation test** asks how often randomly re-splitting the pooled
-# features gives an MMD² at least as large as the observed one: that fraction is the p-value. We compare
-# source against target features, and, as a control, two random halves of the target features.
+# features gives an MMD² at least as large as the observed one: that fraction is the p-value, (count + 1) /
+# (B + 1) with B permutations, so it can never go below 1/(B + 1); when no permutation reaches the observed value
+# we print "p ≤ 1/(B + 1)", the smallest value B permutations can show.
+#
+# Three comparisons, each of two samples of the same size:
+# - **task shift**: source-class images against target-class images. The classes differ, so this is a shift in
+#   *what* is shown (label or concept shift), not domain shift;
+# - **domain shift** as notebook 01 defines it, same classes with new inputs: target test images against
+#   *other* target test images with Gaussian pixel noise added (σ = 20 on the 0-255 scale);
+# - **control**: two random halves of the clean target test images, where nothing differs.
 
 # %%
 half = len(target_test_x) // 2
 bandwidth = MMD_BANDWIDTH or tm.median_bandwidth(source_x[:200], target_test_x[:200])
 permutations = 50 if config["profile"] == "smoke" else 200
-shift = tm.mmd_permutation_test(source_x, target_test_x, bandwidth, permutations, seed=SEED)
-control = tm.mmd_permutation_test(target_test_x[:half], target_test_x[half:], bandwidth, permutations, seed=SEED)
-print(f"bandwidth σ = {bandwidth:.2f} ({'median heuristic' if MMD_BANDWIDTH is None else 'parameter'})")
-biased = tm.mmd2(source_x, target_test_x, bandwidth, unbiased=False)
-print(f"source vs target: MMD² unbiased {shift[0]:.4f}, biased {biased:.4f}, p = {shift[1]:.3f}")
-print(f"target vs target: MMD² unbiased {control[0]:.4f}, p = {control[1]:.3f}")
+picked = rng.choice(len(target.y_test), size=min(count, len(target.y_test)), replace=False)
+clean_images = target.x_test[picked]
+noise = np.random.default_rng(SEED).normal(0, 20, clean_images.shape)
+noisy_x = features(np.clip(clean_images + noise, 0, 255).astype(np.uint8))
+clean_x = features(clean_images)
+tests = {"task shift (source vs target classes)": (source_x[:half], target_test_x[half:]),
+         "domain shift (clean vs noisy, same classes)": (clean_x[:half], noisy_x[half:]),
+         "control (two halves of clean target)": (clean_x[:half], clean_x[half:])}
+print(f"bandwidth σ = {bandwidth:.2f} ({'median heuristic' if MMD_BANDWIDTH is None else 'parameter'}), "
+      f"{permutations} permutations, {half} images per sample")
+mmd_results = {}
+for name, (first, second) in tests.items():
+    value, p = tm.mmd_permutation_test(first, second, bandwidth, permutations, seed=SEED)
+    mmd_results[name] = {"mmd2_unbiased": value, "mmd2_biased": tm.mmd2(first, second, bandwidth, unbiased=False),
+                         "p": p}
+    p_text = f"p ≤ {1 / (permutations + 1):.3f}" if p <= 1 / (permutations + 1) + 1e-12 else f"p = {p:.3f}"
+    print(f"{name:44s} MMD² unbiased {value:+.4f}, biased {mmd_results[name]['mmd2_biased']:.4f}, {p_text}")
 
 # %% [markdown]
 # ## 7 · BatchNorm under transfer, in both frameworks
@@ -423,9 +466,7 @@ plt.show()
 # %%
 run_folder = reporting.run_dir("02_math_of_transfer", OUTPUT_DIR)
 metrics_path = reporting.save_run(run_folder, config, cifar.identity,
-                                  {**checks, "probe_acc": probe_acc, "ridge_acc": float(ridge_acc),
-                                   "mmd2_source_target": shift[0], "mmd_p_source_target": shift[1],
-                                   "mmd_p_control": control[1], "extractor": extractor_name})
+                                  {**checks, "mmd": mmd_results, "mmd_permutations": permutations})
 
 # %% [markdown]
 # ## Exercises
@@ -442,9 +483,12 @@ metrics_path = reporting.save_run(run_folder, config, cifar.identity,
 # 1. No: on separable data the unregularised loss keeps decreasing as ‖W‖ grows, so there is no minimiser
 #    at all, and gradient descent drifts off towards infinity in the max-margin direction.
 # 2. Plain fine-tuning with weight decay β on the head only, and no regularisation of the body.
-# 3. With a huge σ the kernel is nearly 1 for every pair, so every MMD² is close to 0 and the permutation
-#    distribution can no longer tell shifted from unshifted samples.
-# 4. Multiply α (or the learning rate of the soft term) by T² = 64: the factor is exactly that correction.
+# 3. Not because MMD² gets small: every permuted MMD² shrinks by the same factor, so rescaling alone would not
+#    change the p-value. With a huge σ the kernel is nearly quadratic, k(x, y) ≈ 1 − ‖x − y‖²/(2σ²), and MMD²
+#    becomes (up to that factor) the squared distance between the two *means*: the test then only sees
+#    differences in the mean, and loses its power against every other difference between the distributions.
+# 4. Multiply the weight of the soft term alone by T² = 64 (α T² instead of α), keeping (1 − α) on the hard-label
+#    term: the factor scales only the distillation term. Multiplying α itself would also shrink 1 − α.
 #
 # </details>
 #
@@ -454,7 +498,8 @@ metrics_path = reporting.save_run(run_folder, config, cifar.identity,
 # - L2-SP regularises towards the source weights; discriminative rates and gradual unfreezing protect the
 #   general early layers.
 # - LP-FT fits the head first so fine-tuning distorts the features less.
-# - MMD with a permutation test measures domain shift in feature space.
+# - MMD with a permutation test measures a shift between two samples in feature space: between tasks, or between
+#   domains (same classes, new inputs), against a control where nothing differs.
 # - Freezing BatchNorm: `.eval()` in PyTorch; `trainable=False` and `training=False` in Keras.
 # - Distillation's T² keeps soft-target gradients on the same scale at any temperature.
 #
