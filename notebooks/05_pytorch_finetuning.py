@@ -300,8 +300,9 @@ if history:
 # %% [markdown]
 # ## Record the run
 # One `metrics.json` per run: the full effective configuration, the data and weights identities, versions,
-# device, per-epoch curves, accuracies, wall time and the test predictions; class probabilities (test and
-# validation) go to `predictions.npz` beside it for the evaluation notebook.
+# device, per-epoch curves, accuracies, wall time and the test predictions; class probabilities (test, and
+# held-out predictions when the run has them: out-of-fold for the probe, a validation split under oracle)
+# go to `predictions.npz` beside it for the evaluation notebook.
 
 # %%
 run_folder = reporting.run_dir("05_pytorch_finetuning", OUTPUT_DIR)
