@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from helpers.paths import CIFAR10_SOURCE_ENV, OFFLINE_ENV, PROJECT_ROOT, outputs_root
+from helpers.reporting import read_record
 
 JPEG_COPY = PROJECT_ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz"
 JPEG_COPY_SHA256 = "df7bfe88891954fd34fb2b4a082f29fae2adc2a2a4b02b8b42955c5f87fe3e21"
@@ -57,7 +57,7 @@ def drop_stale_runs(runs: Path, checkpoint_sha256: str | None) -> list[Path]:
     """
     stale = []
     for metrics_file in sorted(runs.rglob("metrics.json")):
-        weights = json.loads(metrics_file.read_text()).get("weights", {})
+        weights = (read_record(metrics_file) or {"weights": {"weights": "course"}}).get("weights", {})  # damaged: redo
         started_from = weights.get("torch_sha256") or weights.get("sha256")  # Keras records the PyTorch file too
         if weights.get("weights") == "course" and started_from != checkpoint_sha256:
             shutil.rmtree(metrics_file.parent)

@@ -12,7 +12,7 @@ import json
 import os
 import pickle
 import tarfile
-import tempfile
+import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,13 +23,24 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-from .paths import CIFAR10_SOURCE_ENV, OFFLINE_ENV, PREFETCH_COMMAND, data_root, is_offline
+from .paths import (
+    CIFAR10_SOURCE_ENV,
+    OFFLINE_ENV,
+    PREFETCH_COMMAND,
+    atomic_write,
+    cache_dir,
+    cache_dirs,
+    find_cached,
+    is_offline,
+)
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_SHA256 = "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"
 CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
+OFFICIAL_CACHE = "cifar10-official.npz"
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+CIFAR10_PER_CLASS = {"train": 5000, "test": 1000}
 SYNTHETIC_CLASSES = ("h-stripes", "v-stripes", "diag-stripes", "antidiag-stripes", "checkers",
                      "rings", "blob", "gradient", "dots", "cross")
 VALID_DATASETS = ("auto", "cifar10", "synthetic")
@@ -88,38 +99,32 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:
-    """Write a file through a temporary neighbour so a crash never leaves a half-written cache."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            write(stream)
-        os.chmod(tmp_name, 0o644)  # mkstemp makes it private; a shared classroom cache should be readable
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-
-
 def save_cache(path: Path, data: ImageData) -> None:
     """Store arrays, class names and identity in one uncompressed .npz (fast to load)."""
-    _atomic_write(path, lambda stream: np.savez(
+    atomic_write(path, lambda stream: np.savez(
         stream, x_train=data.x_train, y_train=data.y_train, x_test=data.x_test, y_test=data.y_test,
         class_names=np.array(data.class_names), identity=np.array(json.dumps(data.identity))))
 
 
+def load_cached(kind: str, name: str) -> ImageData | None:
+    """Return the first intact cache of that name (shared data root, then the user cache), or None."""
+    return next((data for folder in cache_dirs(kind) if (data := load_cache(folder / name)) is not None), None)
+
+
 def load_cache(path: Path) -> ImageData | None:
-    """Read an .npz cache written by `save_cache`; a damaged one is removed and None returned."""
+    """Read an .npz cache written by `save_cache`; a damaged one is set aside (removed if we may) and None returned."""
     if not path.exists():
         return None
     try:
         with np.load(path, allow_pickle=False) as stored:
             data = ImageData(stored["x_train"], stored["y_train"], stored["x_test"], stored["y_test"],
                              [str(name) for name in stored["class_names"]], json.loads(str(stored["identity"])))
-    except (OSError, ValueError, KeyError) as error:
-        print(f"Cache {path} is damaged ({error}); rebuilding it from the source.")
-        path.unlink(missing_ok=True)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        print(f"Cache {path} is damaged ({type(error).__name__}: {error}); rebuilding it from the source.")
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:  # a read-only share: the rebuilt copy goes to the user cache instead
+            pass
         return None
     return data
 
@@ -133,22 +138,44 @@ def check_member_name(name: str, archive: Path) -> PurePosixPath:
     return member
 
 
-def _corrupt(archive: Path, error: BaseException) -> DataFormatError:
+REFETCH = f"Delete it and fetch it again (`{PREFETCH_COMMAND}`), or point {CIFAR10_SOURCE_ENV} at a good copy."
+OWN_COPY = ("It is your own copy, so nothing was deleted: copy it again from where it came from (or give the folder "
+            f"instead), or unset {CIFAR10_SOURCE_ENV} to use the official download.")
+
+
+def _corrupt(archive: Path, error: BaseException | str, fix: str) -> DataFormatError:
     """Build the error for an archive that cannot be read to its end."""
-    return DataFormatError(f"Archive {archive} is corrupt or truncated ({error}). Delete it and fetch it again "
-                           f"(`{PREFETCH_COMMAND}`), or point {CIFAR10_SOURCE_ENV} at a good copy.")
+    return DataFormatError(f"Archive {archive} is corrupt or truncated ({error}). {fix}")
 
 
-def read_member(tar: tarfile.TarFile, info: tarfile.TarInfo, archive: Path) -> bytes:
+def read_member(tar: tarfile.TarFile, info: tarfile.TarInfo, archive: Path, fix: str = REFETCH) -> bytes:
     """Read one archive member's bytes, reporting a truncated archive as such."""
     try:
-        return tar.extractfile(info).read()
+        blob = tar.extractfile(info).read()
     except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
-        raise _corrupt(archive, error) from error
+        raise _corrupt(archive, error, fix) from error
+    if len(blob) != info.size:
+        raise _corrupt(archive, f"member {info.name} has {len(blob)} of its {info.size} bytes", fix)
+    return blob
 
 
-def iter_archive(archive: Path) -> Iterator[tuple[PurePosixPath, tarfile.TarFile, tarfile.TarInfo]]:
-    """Yield each file and folder of a tar archive after checking its name; never writes to disk."""
+def _check_end_marker(tar: tarfile.TarFile, archive: Path, fix: str) -> None:
+    """Refuse an archive whose member list stopped before its end-of-archive marker (cut short, or a bad header).
+
+    Python's tarfile stops quietly there, so a truncated .tar would otherwise load as a shorter data set.
+    """
+    tar.fileobj.seek(tar.offset)
+    block = tar.fileobj.read(tarfile.BLOCKSIZE)
+    if len(block) != tarfile.BLOCKSIZE or block.count(0) != tarfile.BLOCKSIZE:
+        raise _corrupt(archive, f"no end-of-archive marker after byte {tar.offset}: it was cut short or a header is "
+                                "damaged", fix)
+
+
+Member = tuple[PurePosixPath, tarfile.TarFile, tarfile.TarInfo]
+
+
+def iter_archive(archive: Path, fix: str = REFETCH) -> Iterator[Member]:
+    """Yield each file and folder of a tar (names checked), then check it was read to its end; writes nothing."""
     try:
         with tarfile.open(archive, "r:*") as tar:
             for info in tar:
@@ -156,8 +183,15 @@ def iter_archive(archive: Path) -> Iterator[tuple[PurePosixPath, tarfile.TarFile
                 if not (info.isfile() or info.isdir()):
                     raise DataFormatError(f"Refusing archive {archive}: member {info.name!r} is a link or device.")
                 yield member, tar, info
+            _check_end_marker(tar, archive, fix)
+    except tarfile.ReadError as error:
+        if "opened successfully" in str(error) or "empty file" in str(error):  # not a tar archive at all
+            raise DataFormatError(f"{archive} is not a tar archive (.tar, .tar.gz, .tgz, .tar.bz2, .tar.xz). Give a "
+                                  "folder, or a tar of it; a .zip must be unpacked first (`unzip` it and point at the "
+                                  f"folder). {fix}") from error
+        raise _corrupt(archive, error, fix) from error
     except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
-        raise _corrupt(archive, error) from error
+        raise _corrupt(archive, error, fix) from error
 
 
 # ----------------------------------------------------------------------------------- official CIFAR-10
@@ -194,13 +228,12 @@ def parse_cifar10_archive(archive: Path) -> ImageData:
             except (pickle.UnpicklingError, EOFError, AttributeError, ValueError) as error:
                 if isinstance(error, DataFormatError):
                     raise
-                raise DataFormatError(f"Member {member} of {archive} is not a CIFAR-10 batch ({error}). Delete the "
-                                      f"archive and fetch it again (`{PREFETCH_COMMAND}`).") from error
+                raise DataFormatError(f"Member {member} of {archive} is not a CIFAR-10 batch ({error}). {REFETCH}"
+                                      ) from error
     expected = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]
     missing = [name for name in expected if name not in batches]
     if missing:
-        raise DataFormatError(f"Archive {archive} lacks {missing}; it is not the CIFAR-10 python archive. "
-                              f"Delete it and fetch it again (`{PREFETCH_COMMAND}`).")
+        raise DataFormatError(f"Archive {archive} lacks {missing}; it is not the CIFAR-10 python archive. {REFETCH}")
 
     def arrays(names: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Stack batches into NHWC uint8 images and int64 labels."""
@@ -229,7 +262,8 @@ def fetch_cifar10_archive(url: str | None = None, sha256: str | None = None, fol
     import requests
 
     url, sha256 = url or CIFAR10_URL, sha256 or CIFAR10_SHA256
-    folder = Path(folder) if folder else data_root() / "cifar10"
+    cached = None if folder else find_cached("cifar10", CIFAR10_ARCHIVE)
+    folder = Path(folder) if folder else (cached.parent if cached else cache_dir("cifar10"))
     target = folder / CIFAR10_ARCHIVE
     if is_offline():
         if not target.exists():
@@ -255,13 +289,12 @@ def fetch_cifar10_archive(url: str | None = None, sha256: str | None = None, fol
 
 def load_official_cifar10() -> ImageData:
     """Load official CIFAR-10 from the compact cache, else from the archive (downloaded if needed)."""
-    cache = data_root() / "cifar10" / "cifar10-official.npz"
-    data = load_cache(cache)
+    data = load_cached("cifar10", OFFICIAL_CACHE)
     if data is not None and data.identity.get("sha256") == CIFAR10_SHA256:
         return data
     archive = fetch_cifar10_archive()
     data = parse_cifar10_archive(archive)
-    save_cache(cache, data)
+    save_cache(cache_dir("cifar10") / OFFICIAL_CACHE, data)
     return data
 
 
@@ -272,11 +305,26 @@ def _decode_image(blob: bytes, name: str, image_size: int | None) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(blob)) as image:
             rgb = image.convert("RGB")
+    except Image.DecompressionBombError as error:
+        raise DataFormatError(f"Image {name} is too large to decode safely ({error}); it may be a decompression "
+                              "bomb. Remove that file, or shrink it to the size of the others.") from error
     except (OSError, UnidentifiedImageError, SyntaxError) as error:
         raise DataFormatError(f"Cannot read image {name} ({error}). Replace or remove that file.") from error
     if image_size and rgb.size != (image_size, image_size):
         rgb = rgb.resize((image_size, image_size), Image.Resampling.BILINEAR)
     return np.asarray(rgb)
+
+
+def _is_image(name: str) -> bool:
+    """Tell image files from the rest; macOS `._*` resource forks are skipped like .DS_Store."""
+    return name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith("._")
+
+
+def _not_one_tree(source: Path, roots: list[str]) -> DataFormatError:
+    """Build the error for a copy that holds several train/test trees (or none)."""
+    found = f" It holds {len(roots)} trees: {', '.join(sorted(roots)[:4])}; keep one." if len(roots) > 1 else ""
+    return DataFormatError(f"{source} is not one ImageFolder copy: expected train/<class>/*.jpg and test/<class>/*.jpg "
+                           f"(png, jpg or jpeg) at its top or inside one sub-folder.{found}")
 
 
 def _folder_files(root: Path) -> tuple[list[tuple[str, str, str, Callable[[], bytes]]], set[tuple[str, str]]]:
@@ -286,35 +334,39 @@ def _folder_files(root: Path) -> tuple[list[tuple[str, str, str, Callable[[], by
         for class_dir in sorted(p for p in (root / split).iterdir() if p.is_dir()):
             class_dirs.add((split, class_dir.name))
             for file in sorted(class_dir.iterdir()):
-                if file.suffix.lower() in IMAGE_SUFFIXES:
+                if _is_image(file.name):
                     files.append((split, class_dir.name, str(file), file.read_bytes))
     return files, class_dirs
 
 
 def _archive_files(archive: Path) -> tuple[list[tuple[str, str, str, bytes]], set[tuple[str, str]]]:
     """Read (split, class, name, bytes) for every image in an ImageFolder tar, plus every class folder seen."""
-    files, class_dirs = [], set()
-    for member, tar, info in tqdm(iter_archive(archive), desc=f"reading {archive.name}", unit=" files",
-                                  mininterval=1.0):
+    files, class_dirs, roots = [], set(), set()
+    for member, tar, info in tqdm(iter_archive(archive, OWN_COPY), desc=f"reading {archive.name}", unit=" files",
+                                  mininterval=1.0, leave=False):
         parts = member.parts
+        if "__MACOSX" in parts or parts[-1].startswith("._"):
+            continue
         if info.isdir() and len(parts) >= 2 and parts[-2] in ("train", "test"):
             class_dirs.add((parts[-2], parts[-1]))  # an empty class folder exists only as this entry
+            roots.add("/".join(parts[:-2]) or ".")
         elif info.isfile() and len(parts) >= 3 and parts[-3] in ("train", "test"):
             class_dirs.add((parts[-3], parts[-2]))
-            if member.suffix.lower() in IMAGE_SUFFIXES:
-                files.append((parts[-3], parts[-2], f"{archive}:{member}", read_member(tar, info, archive)))
+            roots.add("/".join(parts[:-3]) or ".")
+            if _is_image(parts[-1]):
+                files.append((parts[-3], parts[-2], f"{archive}:{member}", read_member(tar, info, archive, OWN_COPY)))
+    if len(roots) > 1:
+        raise _not_one_tree(archive, sorted(roots))
     return files, class_dirs
 
 
 def _split_root(folder: Path) -> Path:
     """Find the folder holding train/ and test/ (the folder itself or its only sub-folder)."""
-    if (folder / "train").is_dir():
-        return folder
-    children = [p for p in folder.iterdir() if p.is_dir() and (p / "train").is_dir()]
-    if len(children) == 1:
-        return children[0]
-    raise DataFormatError(f"{folder} is not an ImageFolder copy: expected {folder}/train/<class>/*.jpg and "
-                          f"{folder}/test/<class>/*.jpg (png, jpg or jpeg).")
+    children = [p for p in folder.iterdir() if p.is_dir() and (p / "train").is_dir() and p.name != "__MACOSX"]
+    roots = ([folder] if (folder / "train").is_dir() else []) + children
+    if len(roots) == 1:
+        return roots[0]
+    raise _not_one_tree(folder, [str(root.relative_to(folder)) for root in roots])
 
 
 def folder_fingerprint(folder: Path) -> str:
@@ -372,15 +424,14 @@ def load_image_folder(source: Path | str, image_size: int | None = None, dataset
         raise DataUnavailableError(f"ImageFolder source {source} does not exist; check the path "
                                    f"(or {CIFAR10_SOURCE_ENV}).")
     fingerprint = folder_fingerprint(source) if source.is_dir() else sha256_of(source)
-    stem = source.name.split(".")[0]
-    cache = data_root() / "imagefolder" / f"{stem}-{fingerprint[:16]}-{image_size or 'native'}.npz"
-    data = load_cache(cache)
+    cache_name = f"{fingerprint[:24]}-{image_size or 'native'}.npz"  # by content: a renamed copy is found again
+    data = load_cached("imagefolder", cache_name)
     if data is not None:
         return data
     data = read_image_folder(source, image_size)
     data.identity.update(dataset=dataset, sha256=fingerprint,
                          fingerprint="sha256 of the archive" if source.is_file() else "sha256 of names, sizes, mtimes")
-    save_cache(cache, data)
+    save_cache(cache_dir("imagefolder") / cache_name, data)
     return data
 
 
@@ -396,7 +447,40 @@ def load_cifar10() -> ImageData:
         raise DataFormatError(f"{CIFAR10_SOURCE_ENV}={source} has classes {data.class_names}, not CIFAR-10's "
                               f"{list(CIFAR10_CLASSES)}. Point it at a CIFAR-10 copy or unset it.")
     data.identity["source"] = f"local ImageFolder copy ({Path(source).name})"
+    check_cifar10_counts(data, source)
     return data
+
+
+def check_cifar10_counts(data: ImageData, source: str) -> None:
+    """Refuse a CIFAR-10 copy whose classes are unequal (cut short); say so when it is a balanced subset."""
+    per_class = {}
+    for split, labels in (("train", data.y_train), ("test", data.y_test)):
+        counts = np.bincount(labels, minlength=len(CIFAR10_CLASSES))
+        if len(set(counts.tolist())) > 1:
+            shown = ", ".join(f"{name} {count}" for name, count in zip(CIFAR10_CLASSES, counts, strict=True))
+            raise DataFormatError(f"{CIFAR10_SOURCE_ENV}={source}: the {split} split has unequal images per "
+                                  f"class ({shown}); CIFAR-10 has {CIFAR10_PER_CLASS[split]:,} of each. The copy "
+                                  "is incomplete (cut short?): copy it again, or unset the variable to use the "
+                                  "official download.")
+        per_class[split] = int(counts[0])
+    if per_class != CIFAR10_PER_CLASS:
+        print(f"Note: {CIFAR10_SOURCE_ENV} holds a balanced subset of CIFAR-10 ({per_class['train']} train and "
+              f"{per_class['test']} test images per class), not the full 5,000 / 1,000.")
+
+
+def data_source() -> dict[str, Any]:
+    """Identify, cheaply, where CIFAR-10 would come from now (a local copy's hash, or the official archive).
+
+    A sweep compares it with a finished run's, so a result made from other data is never reused.
+    """
+    source = os.environ.get(CIFAR10_SOURCE_ENV)
+    if source:
+        path = Path(source).expanduser()
+        fingerprint = None if not path.exists() else folder_fingerprint(path) if path.is_dir() else sha256_of(path)
+        return {"cifar10": "local copy", "sha256": fingerprint}
+    cached = any((folder / name).is_file() for folder in cache_dirs("cifar10") for name in (CIFAR10_ARCHIVE,
+                                                                                             OFFICIAL_CACHE))
+    return {"cifar10": "official", "available": cached or not is_offline()}
 
 
 # ----------------------------------------------------------------------------------------- synthetic

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .data import sha256_of
 from .models import COURSE_NET_WIDTHS, checkpoint_path, ensure_course_checkpoint, load_checkpoint
-from .paths import OFFLINE_ENV, PREFETCH_COMMAND, data_root, is_offline
+from .paths import OFFLINE_ENV, PREFETCH_COMMAND, atomic_write_text, cache_dir, cache_dirs, is_offline
 from .weights import keras_application, weight_file
 
 VALID_BACKENDS = ("tensorflow", "torch")
@@ -91,25 +93,42 @@ def course_base(profile: str, dataset: str = "auto") -> tuple[Any, Any, dict[str
     import keras
 
     torch_path = ensure_course_checkpoint(profile, dataset)
-    torch_sha = json.loads(torch_path.with_suffix(".json").read_text())["sha256"]
-    cached = data_root() / "checkpoints" / f"course_source_model_{profile}.keras.weights.h5"
-    record = cached.with_suffix(".json")
     torch_model, meta = load_checkpoint(torch_path)
+    torch_sha = meta["sha256"]
     base, head = course_net_keras(len(meta["classes"]), tuple(meta["widths"]))
     model = keras.Sequential([base, head])
-    stored = json.loads(record.read_text()) if record.exists() and cached.exists() else {}
     layer_names = [layer.name for layer in base.layers]
-    if (stored.get("torch_sha256") == torch_sha and stored.get("sha256") == sha256_of(cached)
-            and stored.get("layers") == layer_names):
-        model.load_weights(cached)
-    else:
+    name = f"course_source_model_{profile}.keras.weights.h5"
+    for cached in (folder / name for folder in cache_dirs("checkpoints")):
+        if _port_record(cached) == {"torch_sha256": torch_sha, "sha256": sha256_of(cached) if cached.exists() else None,
+                                    "layers": layer_names}:
+            model.load_weights(cached)
+            break
+    else:  # port the weights again; a unique temporary file, then a rename, so concurrent runs never collide
         copy_torch_weights(torch_model, base, head)
-        model.save_weights(cached)
-        record.write_text(json.dumps({"torch_sha256": torch_sha, "sha256": sha256_of(cached), "layers": layer_names}))
+        cached = cache_dir("checkpoints") / name
+        handle, tmp_name = tempfile.mkstemp(dir=cached.parent, prefix=".port.", suffix=".weights.h5")
+        os.close(handle)
+        try:
+            model.save_weights(tmp_name)
+            os.chmod(tmp_name, 0o644)
+            os.replace(tmp_name, cached)
+        finally:
+            Path(tmp_name).unlink(missing_ok=True)
+        atomic_write_text(cached.with_suffix(".json"), json.dumps(
+            {"torch_sha256": torch_sha, "sha256": sha256_of(cached), "layers": layer_names}))
     info = {"weights": "course", "model": "course_net", "checkpoint": str(cached), "sha256": sha256_of(cached),
             "ported_from": str(checkpoint_path(profile)), "torch_sha256": torch_sha,
-            "source_test_acc_pytorch": meta["source_test_acc"]}
+            "source_test_acc_pytorch": meta["source_test_acc"], "source_data": meta["data"]}
     return base, head, info
+
+
+def _port_record(cached: Path) -> dict[str, Any]:
+    """Read the record of a ported Keras weight file; a missing or damaged one reads as empty (the port is redone)."""
+    try:
+        return json.loads(cached.with_suffix(".json").read_text()) if cached.exists() else {}
+    except (OSError, ValueError):
+        return {}
 
 
 def application_base(model: str, image_size: int, pretrained: bool) -> Any:

@@ -17,7 +17,16 @@ import torch
 from torch import nn
 
 from .data import sha256_of
-from .paths import OFFLINE_ENV, PREFETCH_COMMAND, data_root, is_offline
+from .paths import (
+    OFFLINE_ENV,
+    PREFETCH_COMMAND,
+    atomic_write,
+    atomic_write_text,
+    cache_dir,
+    data_root,
+    is_offline,
+    is_writable,
+)
 
 VALID_WEIGHTS = ("imagenet", "course", "none", "auto")
 TORCHVISION_MODELS = ("resnet18", "resnet34", "resnet50", "mobilenet_v3_small", "efficientnet_b0")
@@ -81,7 +90,12 @@ def torchvision_net(model: str, pretrained: bool) -> TransferNet:
     weights = torchvision.models.get_model_weights(model).DEFAULT if pretrained else None
     if pretrained:
         _require_imagenet_weights(model, weights.url)
-    net = torchvision.models.get_model(model, weights=weights)
+    try:
+        net = torchvision.models.get_model(model, weights=weights)
+    except (OSError, RuntimeError) as error:  # URLError without a network, or a hash mismatch: no file is kept
+        raise OSError(f"Downloading ImageNet weights for {model} failed ({error}). Retry with a network "
+                      f"(`{PREFETCH_COMMAND}`), or work offline: {OFFLINE_ENV}=1 with WEIGHTS='course' or 'auto'."
+                      ) from error
     if hasattr(net, "fc"):  # ResNets
         head, net.fc = net.fc, nn.Identity()
     else:  # MobileNet, EfficientNet: the last Linear of the classifier
@@ -150,6 +164,24 @@ def source_model(weights: str, model: str, profile: str, dataset: str = "auto") 
                  "sha256": meta["sha256"], "source_test_acc": meta["source_test_acc"], "source_data": meta["data"]}
 
 
+def source_data_key(identity: dict[str, Any]) -> str:
+    """Name the data a source model was trained on: its content hash, or the kind of generated data."""
+    return identity.get("sha256") or identity["dataset"]
+
+
+def check_source_data(weights: dict[str, Any], identity: dict[str, Any]) -> None:
+    """Refuse the course's source model when it was trained on other data than the run uses (e.g. synthetic)."""
+    trained_on = weights.get("source_data")
+    if weights.get("weights") != "course" or not trained_on:
+        return
+    if source_data_key(trained_on) != source_data_key(identity):
+        describe = lambda d: f"{d.get('dataset')} ({d.get('source', '')}, {source_data_key(d)[:12]})"  # noqa: E731
+        raise CheckpointMismatch(
+            f"The course source model at {weights.get('checkpoint')} was trained on {describe(trained_on)}, but this "
+            f"run uses {describe(identity)}. Rerun notebook 03 on this data first (`make course` does; it retrains "
+            "when the data changed), or run with the data the model was trained on.")
+
+
 def _weights_url(model: str) -> str:
     """Return the URL of a torchvision model's default ImageNet weights."""
     import torchvision
@@ -190,18 +222,24 @@ def top_block(model: TransferNet) -> nn.Module:
 # ------------------------------------------------------------------------------------------- checkpoints
 
 def checkpoint_path(profile: str) -> Path:
-    """Return where notebook 03 saves the course's source model for a profile (smoke never replaces cpu)."""
-    return data_root() / "checkpoints" / f"course_source_model_{profile}.pt"
+    """Return the course's source model for a profile (smoke never replaces cpu).
+
+    It lives under the data root, or in the user cache when the data root is read-only and a model was trained there.
+    """
+    name = f"course_source_model_{profile}.pt"
+    writable, shared = cache_dir("checkpoints") / name, data_root() / "checkpoints" / name
+    return shared if shared.exists() and not writable.exists() else writable
 
 
 def save_checkpoint(model: TransferNet, meta: dict[str, Any], path: Path) -> Path:
-    """Save weights plus metadata, and a JSON sidecar with the file's SHA-256 so corruption is caught."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"state_dict": model.state_dict(), "meta": meta}, tmp)
-    os.replace(tmp, path)
-    sidecar = {**meta, "sha256": sha256_of(path)}
-    path.with_suffix(".json").write_text(json.dumps(sidecar, indent=2, default=str))
+    """Save weights plus metadata, and a JSON sidecar with the file's SHA-256 so corruption is caught.
+
+    Both files are written under unique temporary names and renamed; a read-only folder sends them to the user
+    cache. Returns where the checkpoint went.
+    """
+    path = path if is_writable(path.parent) else cache_dir("checkpoints") / path.name
+    atomic_write(path, lambda stream: torch.save({"state_dict": model.state_dict(), "meta": meta}, stream))
+    atomic_write_text(path.with_suffix(".json"), json.dumps({**meta, "sha256": sha256_of(path)}, indent=2, default=str))
     return path
 
 
@@ -227,7 +265,11 @@ def load_checkpoint(path: Path, expect: dict[str, Any] | None = None) -> tuple[T
     if not path.exists() or not sidecar.exists():
         raise CheckpointMissing(f"No course source model at {path}. Run notebook 03 (03_pretrain_source_model) "
                                 "with the same PROFILE first, or `make course`.")
-    meta = json.loads(sidecar.read_text())
+    try:
+        meta = json.loads(sidecar.read_text())
+    except ValueError as error:
+        raise CheckpointCorrupt(f"Checkpoint record {sidecar} is damaged ({error}). Delete it and {path.name}, then "
+                                "rerun notebook 03 (or `make course`).") from error
     if sha256_of(path) != meta.get("sha256"):
         raise CheckpointCorrupt(f"Checkpoint {path} does not match the SHA-256 in {sidecar.name}: it is corrupt or "
                               "was changed. Delete both files and rerun notebook 03.")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import os
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -12,22 +15,93 @@ OUTPUTS_ENV = "WORKBOOK_OUTPUTS"  # moves executed notebooks, metrics and benchm
 OFFLINE_ENV = "WORKBOOK_OFFLINE"  # 1 turns every download off
 CIFAR10_SOURCE_ENV = "WORKBOOK_CIFAR10_SOURCE"  # a local ImageFolder copy of CIFAR-10 (folder or .tar.gz)
 PROFILE_ENV = "WORKBOOK_PROFILE"  # forces a profile in every notebook (smoke, cpu, full, auto)
+CACHE_ENV = "WORKBOOK_CACHE"  # where caches go when the data root is read-only (default ~/.cache/transfer-workbook)
 
 PREFETCH_COMMAND = "make prefetch"
 
 
+def _folder(path: Path, variable: str) -> Path:
+    """Create a folder the course needs, or say which variable names a path that cannot be one."""
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{variable}={path} is a file, not a folder. Point {variable} at a folder "
+                                 "(it is created if missing), or unset it.")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except PermissionError:
+        if not path.is_dir():
+            raise PermissionError(f"Cannot create {path} (from {variable}): permission denied. Point {variable} "
+                                  "at a folder you can write, or create it first.") from None
+    return path
+
+
+def _data_root_path() -> Path:
+    """Return the cache root's path without creating it."""
+    return Path(os.environ.get(DATA_ENV) or PROJECT_ROOT / "data").expanduser()
+
+
 def data_root() -> Path:
-    """Return the cache root, `data/` in the checkout unless WORKBOOK_DATA moves it."""
-    root = Path(os.environ.get(DATA_ENV) or PROJECT_ROOT / "data").expanduser()
-    root.mkdir(parents=True, exist_ok=True)
-    return root
+    """Return the cache root, `data/` in the checkout unless WORKBOOK_DATA moves it (it may be read-only)."""
+    return _folder(_data_root_path(), DATA_ENV)
+
+
+def is_writable(folder: Path) -> bool:
+    """Tell whether files can be created in a folder (a classroom share is often read-only)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
+def _user_cache_path() -> Path:
+    """Return the per-user cache for a read-only data root: WORKBOOK_CACHE, else ~/.cache/transfer-workbook."""
+    default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "transfer-workbook"
+    return Path(os.environ.get(CACHE_ENV) or default).expanduser()
+
+
+def cache_dir(kind: str) -> Path:
+    """Return where to write cache files of one kind: under the data root, or the user cache if that is read-only."""
+    shared = data_root() / kind
+    return shared if is_writable(shared) else _folder(_user_cache_path() / kind, CACHE_ENV)
+
+
+def cache_dirs(kind: str) -> list[Path]:
+    """Return every folder where cache files of one kind may be found: the data root's first, then the user's."""
+    return list(dict.fromkeys([data_root() / kind, _user_cache_path() / kind]))
+
+
+def find_cached(kind: str, name: str) -> Path | None:
+    """Return the first existing cache file of that name (shared data root, then user cache), or None."""
+    return next((folder / name for folder in cache_dirs(kind) if (folder / name).is_file()), None)
+
+
+def atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> Path:
+    """Write a file through a uniquely named temporary neighbour, then rename it into place.
+
+    Readers never see half a file, and two runs writing the same file both succeed (the last rename wins).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            write(stream)
+        os.chmod(tmp_name, 0o644)  # mkstemp makes it private; a shared classroom cache should be readable
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    """Write a text file atomically (records and sidecars that other runs read back)."""
+    return atomic_write(path, lambda stream: stream.write(text.encode()))
 
 
 def outputs_root() -> Path:
     """Return the folder for executed notebooks, metrics and benchmarks (`outputs/`)."""
-    root = Path(os.environ.get(OUTPUTS_ENV) or PROJECT_ROOT / "outputs").expanduser()
-    root.mkdir(parents=True, exist_ok=True)
-    return root
+    return _folder(Path(os.environ.get(OUTPUTS_ENV) or PROJECT_ROOT / "outputs").expanduser(), OUTPUTS_ENV)
 
 
 def is_offline() -> bool:
@@ -37,6 +111,6 @@ def is_offline() -> bool:
 
 def configure_framework_caches() -> None:
     """Point torch hub and Keras caches under the data root so pre-fetched weights are found."""
-    root = data_root()
+    root = _data_root_path()  # not created here: `import helpers` must not fail on a bad WORKBOOK_DATA
     os.environ.setdefault("TORCH_HOME", str(root / "torch"))
     os.environ.setdefault("KERAS_HOME", str(root / "keras"))

@@ -65,10 +65,10 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
 
 def choose_profile(requested: str = "auto") -> str:
     """Return the concrete profile: WORKBOOK_PROFILE beats the notebook's PROFILE; auto picks by GPU."""
+    for source, value in (("PROFILE", requested), (f"environment variable {PROFILE_ENV}", os.environ.get(PROFILE_ENV))):
+        if value and value not in VALID_PROFILES:  # checked even when the other one decides
+            raise ValueError(f"Unknown profile {value!r} (from {source}); valid profiles: {', '.join(VALID_PROFILES)}")
     chosen = os.environ.get(PROFILE_ENV) or requested
-    if chosen not in VALID_PROFILES:
-        source = f"environment variable {PROFILE_ENV}" if os.environ.get(PROFILE_ENV) else "PROFILE"
-        raise ValueError(f"Unknown profile {chosen!r} (from {source}); valid profiles: {', '.join(VALID_PROFILES)}")
     if chosen == "auto":
         return "full" if has_gpu() else "cpu"
     return chosen

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .paths import outputs_root
+from .paths import atomic_write, atomic_write_text, outputs_root
 from .runtime import environment_report
 
 
@@ -24,10 +24,23 @@ def _jsonable(value: Any) -> Any:
 
 
 def save_json(path: Path, record: dict[str, Any]) -> Path:
-    """Write a record as indented JSON, creating folders."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2, default=_jsonable) + "\n")
-    return path
+    """Write a record as indented JSON, atomically (a reader never sees half a record), creating folders."""
+    return atomic_write_text(path, json.dumps(record, indent=2, default=_jsonable) + "\n")
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    """Read a JSON record; a damaged one is named and skipped (None), never taken for a finished run."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        print(f"skipped {path}: damaged ({type(error).__name__}); a run that was cut off. Run it again.")
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def save_predictions(folder: Path, **arrays: np.ndarray) -> Path:
+    """Write predictions.npz beside a run's metrics.json, atomically, for the evaluation notebook."""
+    return atomic_write(folder / "predictions.npz", lambda stream: np.savez(stream, **arrays))
 
 
 def run_dir(notebook: str, output_dir: str | None = None) -> Path:
@@ -76,7 +89,6 @@ def write_benchmark(name: str, rows: list[dict[str, Any]], columns: list[str], d
             f"{device['cpu_count']} CPU cores, CUDA {device['cuda'] or 'none'}\n"
             f"- Python {env['python']} on {env['platform']}\n- Packages: {packages}\n- Time: {env['time_utc']}\n"
             + (f"\n{notes}\n" if notes else ""))
-    md_path = folder / f"{name}.md"
-    md_path.write_text(text)
+    md_path = atomic_write_text(folder / f"{name}.md", text)
     print(text)
     return json_path, md_path

@@ -32,8 +32,11 @@ from typing import Any
 import numpy as np
 
 from .course import NOTEBOOKS_DIR, execute
+from .data import data_source
+from .parameters import value_problem
 from .paths import outputs_root
-from .reporting import markdown_table
+from .profiles import choose_profile
+from .reporting import markdown_table, read_record, save_json
 
 
 def expand_grid(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -47,15 +50,33 @@ def run_name(params: dict[str, Any]) -> str:
     return "_".join(f"{name}-{re.sub(r'[^A-Za-z0-9._]+', '', str(value))}" for name, value in params.items())
 
 
+def run_request(notebook: Path, params: dict[str, Any]) -> dict[str, Any]:
+    """Say what a run's result depends on besides the notebook's code: parameters, concrete profile and data source."""
+    try:
+        profile = choose_profile(str(params.get("PROFILE", "auto")))
+    except ValueError:  # the notebook itself refuses it, with the valid profiles
+        profile = None
+    return {"notebook": notebook.stem, "params": params, "profile": profile, "data_source": data_source()}
+
+
 def run_one(notebook: Path, params: dict[str, Any], folder: Path, rerun: bool = False) -> dict[str, Any]:
-    """Execute one combination unless its metrics already exist (or `rerun`); never raise, record what happened."""
-    metrics_file = folder / "metrics.json"
+    """Execute one combination unless it finished earlier with the same request (or `rerun`); never raise.
+
+    A finished run is reused only when its metrics.json is intact and the request beside it (parameters, concrete
+    profile, data source) is the one asked now: a smoke result is never reported as a cpu one.
+    """
+    metrics_file, request_file = folder / "metrics.json", folder / "request.json"
     executed = folder / f"{notebook.stem}.ipynb"
-    if rerun:
-        metrics_file.unlink(missing_ok=True)  # a failed rerun must not pass for the earlier success
-    if metrics_file.exists():
-        return {"params": params, "status": "done earlier", "folder": str(folder), "seconds": 0.0}
-    folder.mkdir(parents=True, exist_ok=True)
+    request = json.loads(json.dumps(run_request(notebook, params), default=str))
+    if metrics_file.exists() and not rerun:
+        earlier = read_record(request_file) if request_file.exists() else None
+        if earlier == request and read_record(metrics_file) is not None:
+            return {"params": params, "status": "done earlier", "folder": str(folder), "seconds": 0.0}
+        if earlier is not None:
+            changed = [key for key in request if earlier.get(key) != request[key]]
+            print(f"{folder.name}: ran earlier with another {' and '.join(changed)}; running it again.")
+    metrics_file.unlink(missing_ok=True)  # a failed run must not pass for an earlier success
+    save_json(request_file, request)
     start = time.perf_counter()
     try:
         execute(notebook, executed, {**params, "OUTPUT_DIR": str(folder.resolve())})
@@ -89,13 +110,13 @@ def run_sweep(notebook: str, grid: dict[str, list[Any]], root: Path) -> list[dic
 
 
 def read_metrics(result: dict[str, Any]) -> dict[str, Any] | None:
-    """Load the metrics.json a successful run wrote, or None."""
+    """Load the metrics.json a successful run wrote, or None (also when it is damaged, which is named)."""
     path = Path(result["folder"]) / "metrics.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    return read_record(path) if path.exists() else None
 
 
 def notebook_parameters(notebook: Path) -> dict[str, dict[str, Any]]:
-    """Read a notebook's parameters cell: each name with its default and, from its comment, its choices."""
+    """Read a notebook's parameters cell: each name with its default, its type and, from its comment, its choices."""
     import papermill
 
     parameters = {}
@@ -105,7 +126,8 @@ def notebook_parameters(notebook: Path) -> dict[str, dict[str, Any]]:
         match = re.fullmatch(r"([\w.]+(?:, [\w.]+)*) or ([\w.]+)", info["help"].strip())
         if match and isinstance(default, str):
             choices = [c.strip() for c in match.group(1).split(",")] + [match.group(2)]
-        parameters[name] = {"default": default, "choices": choices, "help": info["help"]}
+        parameters[name] = {"default": default, "type": info["inferred_type_name"], "choices": choices,
+                            "help": info["help"]}
     return parameters
 
 
@@ -117,33 +139,32 @@ def validate_grid(notebook: Path, grid: dict[str, list[Any]]) -> None:
         if name not in known:
             problems.append(f"unknown parameter {name!r}; {notebook.stem} takes: {', '.join(known)}")
             continue
-        default, choices = known[name]["default"], known[name]["choices"]
-        for value in values:
-            if choices and value not in choices:
-                problems.append(f"{name}={value!r} is not one of {', '.join(choices)}")
-            elif isinstance(default, bool) and not isinstance(value, bool):
-                problems.append(f"{name}={value!r} must be true or false")
-            elif isinstance(default, (int, float)) and not isinstance(default, bool) and (
-                    isinstance(value, bool) or not isinstance(value, (int, float))):
-                problems.append(f"{name}={value!r} must be a number like its default {default!r}")
-            elif isinstance(default, str) and not isinstance(value, str):
-                problems.append(f"{name}={value!r} must be a string like its default {default!r}")
-            elif default is None and not isinstance(value, (int, float, str, list)) and value is not None:
-                problems.append(f"{name}={value!r} must be a number, a string, a list or null ({known[name]['help']})")
+        problems += [problem for value in values
+                     if (problem := value_problem(name, value, known[name]["type"], known[name]["choices"]))]
     if problems:
         raise ValueError("Invalid sweep grid:\n  " + "\n  ".join(problems))
 
 
 def load_grid(path: Path) -> tuple[str, dict[str, list[Any]]]:
-    """Read a YAML sweep file into (notebook name, grid with SEED added)."""
+    """Read a YAML sweep file into (notebook name, grid with SEED added); a malformed file is named with the fix."""
     import yaml
 
-    spec = yaml.safe_load(Path(path).read_text())
+    shape = "expected a mapping with 'notebook', 'parameters' (a mapping of value lists) and optional 'seeds'"
+    try:
+        spec = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise ValueError(f"{path}: cannot read it as YAML ({' '.join(str(error).split())}); {shape}") from error
     if not isinstance(spec, dict) or "notebook" not in spec or not isinstance(spec.get("parameters", {}), dict):
-        raise ValueError(f"{path}: expected keys 'notebook', 'parameters' (a mapping of lists) and optional 'seeds'")
-    grid = {name: values if isinstance(values, list) else [values] for name, values in spec["parameters"].items()}
-    grid["SEED"] = spec.get("seeds", grid.get("SEED", [0]))
-    return spec["notebook"], grid
+        raise ValueError(f"{path}: {shape}, e.g. notebook: 05_pytorch_finetuning")
+    grid = {str(name): values if isinstance(values, list) else [values]
+            for name, values in (spec.get("parameters") or {}).items()}
+    seeds = spec.get("seeds", grid.get("SEED", [0]))
+    grid["SEED"] = seeds if isinstance(seeds, list) else [seeds]
+    empty = [name for name, values in grid.items() if not values]
+    if empty:
+        raise ValueError(f"{path}: {', '.join(empty)} {'has' if len(empty) == 1 else 'have'} no values; give at least "
+                         "one (a list such as [0, 1], or a single value)")
+    return str(spec["notebook"]), grid
 
 
 def summary_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -152,7 +173,8 @@ def summary_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for result in results:
         record = read_metrics(result) or {}
         found = record.get("metrics", {})
-        rows.append({**result["params"], "status": result["status"], "val_acc": found.get("val_acc"),
+        rows.append({**result["params"], "status": result["status"],
+                     "profile": record.get("config", {}).get("profile"), "val_acc": found.get("val_acc"),
                      "test_acc": found.get("test_acc"), "wall_seconds": found.get("wall_seconds"),
                      "dataset": record.get("data", {}).get("dataset"),
                      "weights": record.get("weights", {}).get("weights"), "folder": result["folder"]})
@@ -190,14 +212,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("grid", type=Path, help="YAML file: notebook, parameters, seeds")
     parser.add_argument("--out", type=Path, help="output root (default outputs/runs/<notebook>)")
     args = parser.parse_args(argv)
-    notebook, grid = load_grid(args.grid)
     try:
+        notebook, grid = load_grid(args.grid)
         validate_grid(notebook_path(notebook), grid)
     except ValueError as error:
         raise SystemExit(str(error)) from error
     root = args.out or outputs_root() / "runs" / notebook
     rows = summary_rows(run_sweep(notebook, grid, root))
-    columns = [*grid, "status", "val_acc", "test_acc", "wall_seconds", "dataset", "weights"]
+    columns = [*grid, "status", "profile", "val_acc", "test_acc", "wall_seconds", "dataset", "weights"]
     with open(root / "summary.csv", "w", newline="") as stream:
         writer = csv.DictWriter(stream, fieldnames=[*columns, "folder"])
         writer.writeheader()

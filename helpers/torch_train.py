@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .paths import data_root
+from .paths import atomic_write, cache_dir, cache_dirs
 
 
 def to_device(model: nn.Module, device: torch.device) -> nn.Module:
@@ -111,16 +111,20 @@ def data_key(identity: dict[str, Any]) -> str:
 
 
 def cached_features(key: dict[str, Any], compute: Callable[[], np.ndarray]) -> tuple[np.ndarray, Path, bool]:
-    """Return features from data/features/ when this exact key was computed before, else compute and store."""
-    digest = hashlib.sha256(repr(sorted(key.items())).encode()).hexdigest()[:20]
-    path = data_root() / "features" / f"{key.get('model', 'model')}-{digest}.npy"
-    if path.exists():
-        return np.load(path), path, True
+    """Return features from data/features/ when this exact key was computed before, else compute and store.
+
+    A damaged file is recomputed; the store is atomic, so two runs computing the same entry both succeed. A read-only
+    data root is read, and new entries go to the user cache.
+    """
+    name = f"{key.get('model', 'model')}-{hashlib.sha256(repr(sorted(key.items())).encode()).hexdigest()[:20]}.npy"
+    for path in (folder / name for folder in cache_dirs("features")):
+        if path.is_file():
+            try:
+                return np.load(path, allow_pickle=False), path, True
+            except (OSError, ValueError, EOFError) as error:
+                print(f"Feature cache {path} is damaged ({error}); computing the features again.")
     values = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, values)
-    tmp.replace(path)
+    path = atomic_write(cache_dir("features") / name, lambda stream: np.save(stream, values))
     return values, path, False
 
 

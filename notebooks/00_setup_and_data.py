@@ -55,7 +55,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from helpers import data, paths, plots, profiles, reporting, runtime, splits, tf_data, torch_data
+from helpers import data, parameters, paths, plots, profiles, reporting, runtime, splits, tf_data, torch_data
+
+parameters.check_parameters(globals())  # unknown names, wrong types, out-of-range values: refused here
 
 plots.setup_plots()
 environment = runtime.environment_report()

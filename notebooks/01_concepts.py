@@ -37,7 +37,9 @@ import torch
 from matplotlib.patches import FancyBboxPatch
 from torch import nn
 
-from helpers import data, models, plots, profiles, reporting, runtime, splits, torch_data, torch_train
+from helpers import data, models, parameters, plots, profiles, reporting, runtime, splits, torch_data, torch_train
+
+parameters.check_parameters(globals())  # unknown names, wrong types, out-of-range values: refused here
 
 plots.setup_plots()
 environment = runtime.environment_report()
@@ -137,12 +139,13 @@ def train(model: models.TransferNet, images: np.ndarray, labels: np.ndarray, ste
 start = time.perf_counter()
 checkpoint = models.checkpoint_path(profiles.choose_profile(PROFILE))
 try:
-    source_model, meta = models.load_checkpoint(checkpoint)
+    source_model, meta = models.load_checkpoint(checkpoint, {"dataset_sha256": models.source_data_key(cifar.identity)})
     source_record = f"notebook 03 checkpoint {meta['sha256'][:12]}"
     source_test_acc = meta["source_test_acc"]
     print(f"Source model: notebook 03's checkpoint (sha256 {meta['sha256'][:12]}, source test accuracy "
           f"{source_test_acc:.3f}).")
-except (models.CheckpointMissing, models.CheckpointMismatch):
+except (models.CheckpointMissing, models.CheckpointMismatch) as reason:
+    print(f"!! {reason}")
     picked = splits.sample_per_class(source.y_train, config["source_per_class"], seed=SEED)
     source_model = torch_train.to_device(models.course_net(), device)
     steps = train(source_model, source.x_train[picked], source.y_train[picked], config["source_steps"], lr=0.2,

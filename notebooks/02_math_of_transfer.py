@@ -39,8 +39,22 @@ import numpy as np
 import torch
 from torch import nn
 
-from helpers import data, metrics, models, plots, profiles, reporting, runtime, splits, torch_data, torch_train
+from helpers import (
+    data,
+    metrics,
+    models,
+    parameters,
+    plots,
+    profiles,
+    reporting,
+    runtime,
+    splits,
+    torch_data,
+    torch_train,
+)
 from helpers import transfer_math as tm
+
+parameters.check_parameters(globals())  # unknown names, wrong types, out-of-range values: refused here
 
 plots.setup_plots()
 environment = runtime.environment_report()
@@ -48,10 +62,6 @@ device = runtime.torch_device()
 runtime.seed_everything(SEED)
 config = profiles.resolve_config("02_math_of_transfer", PROFILE, images_per_task=IMAGES_PER_TASK)
 config.update(dataset_requested=DATASET, seed=SEED, temperature=TEMPERATURE, mmd_bandwidth=MMD_BANDWIDTH)
-if TEMPERATURE <= 0:
-    raise ValueError(f"TEMPERATURE must be > 0, got {TEMPERATURE}")
-if MMD_BANDWIDTH is not None and MMD_BANDWIDTH <= 0:
-    raise ValueError(f"MMD_BANDWIDTH must be > 0 or None (median heuristic), got {MMD_BANDWIDTH}")
 checks: dict[str, float | str] = {}  # every numerical check's error, saved with the run
 
 # %% [markdown]
@@ -65,9 +75,11 @@ checks: dict[str, float | str] = {}  # every numerical check's error, saved with
 cifar = data.load_dataset(DATASET, config["synthetic_train_per_class"], config["synthetic_test_per_class"], SEED)
 source, target = splits.source_target_split(cifar)
 try:
-    extractor, meta = models.load_checkpoint(models.checkpoint_path(profiles.choose_profile(PROFILE)))
+    extractor, meta = models.load_checkpoint(models.checkpoint_path(profiles.choose_profile(PROFILE)),
+                                             {"dataset_sha256": models.source_data_key(cifar.identity)})
     extractor_name = f"course source model (source test accuracy {meta['source_test_acc']:.3f})"
-except models.CheckpointError:
+except models.CheckpointError as reason:
+    print(f"!! {reason}")
     torch.manual_seed(SEED)
     extractor, extractor_name = models.course_net(), "STAND-IN: a randomly initialised course network"
     print("!! No course source model yet: sections 1 and 6 use a random network as a stand-in and will show no\n"

@@ -42,7 +42,9 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
-from helpers import data, models, plots, profiles, reporting, runtime, splits, torch_data, torch_train
+from helpers import data, models, parameters, plots, profiles, reporting, runtime, splits, torch_data, torch_train
+
+parameters.check_parameters(globals())  # unknown names, wrong types, out-of-range values: refused here
 
 plots.setup_plots()
 environment = runtime.environment_report()
@@ -111,7 +113,7 @@ path = models.checkpoint_path(config["profile"])
 train_config = {k: config[k] for k in ("num_epochs", "train_per_class", "batch_size", "lr", "seed",
                                       "label_smoothing", "weight_decay")}
 train_config["widths"] = list(models.COURSE_NET_WIDTHS)
-expect = {"dataset_sha256": cifar.identity.get("sha256", cifar.identity["dataset"]), "train_config": train_config}
+expect = {"dataset_sha256": models.source_data_key(cifar.identity), "train_config": train_config}
 reused = False
 if not FORCE_RETRAIN:
     try:
@@ -119,7 +121,7 @@ if not FORCE_RETRAIN:
         model.load_state_dict(loaded.state_dict())
         reused = True
         print(f"Reusing the checkpoint at {path} (source test accuracy {meta['source_test_acc']:.3f}).")
-    except (models.CheckpointMissing, models.CheckpointMismatch) as reason:
+    except models.CheckpointError as reason:  # missing, made for other data or settings, or damaged
         print(f"Training a new source model: {reason}")
 
 # %%
@@ -181,7 +183,7 @@ if not reused:
             "dataset_sha256": expect["dataset_sha256"], "data": source.identity, "train_config": train_config,
             "train_seconds": round(train_seconds, 1), "profile": config["profile"],
             "versions": environment["packages"], "device": str(device)}
-    models.save_checkpoint(model, meta, path)
+    path = models.save_checkpoint(model, meta, path)
 print(f"checkpoint: {path}\nsha256: {models.load_checkpoint(path)[1]['sha256']}")
 
 # %%

@@ -54,13 +54,26 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 
-from helpers import data, keras_models, metrics, paths, plots, profiles, reporting, runtime, splits, tf_data, weights
+from helpers import (
+    data,
+    keras_models,
+    metrics,
+    models,
+    parameters,
+    paths,
+    plots,
+    profiles,
+    reporting,
+    runtime,
+    splits,
+    tf_data,
+    weights,
+)
 
-STRATEGIES = ("scratch", "linear_probe", "finetune_top", "finetune_full", "lp_ft")
-if STRATEGY not in STRATEGIES:
-    raise ValueError(f"Unknown STRATEGY {STRATEGY!r}; valid strategies: {', '.join(STRATEGIES)}")
-if TASK not in ("auto", "all", "target"):
-    raise ValueError(f"Unknown TASK {TASK!r}; valid tasks: auto, all, target")
+parameters.check_parameters(globals(), choices={  # unknown names, wrong types, out-of-range values: refused here
+    "STRATEGY": ("scratch", "linear_probe", "finetune_top", "finetune_full", "lp_ft"),
+    "TASK": ("auto", "all", "target"), "MODEL": keras_models.VALID_KERAS_MODELS,
+    "WEIGHTS": keras_models.VALID_WEIGHTS, "KERAS_BACKEND": keras_models.VALID_BACKENDS})
 keras = keras_models.import_keras(KERAS_BACKEND)
 from tqdm.keras import TqdmCallback  # imports Keras, so only once its backend is chosen
 
@@ -102,6 +115,7 @@ print(f"{reporting.weights_line(weights_info)}\ntask: {task}, input {image_size}
 
 # %%
 cifar = data.load_dataset(DATASET, config["synthetic_train_per_class"], config["synthetic_test_per_class"], SEED)
+models.check_source_data(weights_info, cifar.identity)  # a source model trained on other data is refused
 target = splits.task_data(cifar, task)
 per_class = config["labels_per_class"] or None
 train_idx, val_idx = splits.labelled_split(target, per_class, VALIDATION, seed=SEED)
@@ -298,8 +312,8 @@ else:
 # %%
 held_out_predictions = ({} if val_probs is None else
                         {"val_y_true": target.y_train[val_idx], "val_probs": val_probs.astype(np.float32)})
-np.savez(run_folder / "predictions.npz", y_true=target.y_test, probs=test_probs.astype(np.float32),
-         **held_out_predictions)
+reporting.save_predictions(run_folder, y_true=target.y_test, probs=test_probs.astype(np.float32),
+                           **held_out_predictions)
 metrics = {"val_acc": val_acc, "test_acc": test_acc, "wall_seconds": round(wall_seconds, 1), "history": history,
            "num_train": len(train_idx), "num_labelled": num_labelled, "num_epochs": num_epochs, "bn_pitfall": pitfall,
            "vgg16_baseline": vgg16}

@@ -31,7 +31,7 @@ from typing import Optional  # papermill reads Optional[int], not int | None
 PROFILE: str = "auto"  # smoke, cpu, full or auto
 DATASET: str = "auto"  # auto, cifar10 or synthetic
 WEIGHTS: str = "auto"  # imagenet, course, none or auto
-MODEL: str = "resnet18"  # torchvision backbone for imagenet weights, or course_net
+MODEL: str = "resnet18"  # resnet18, resnet34, resnet50, mobilenet_v3_small, efficientnet_b0 or course_net
 TASK: str = "auto"  # auto, all or target
 STRATEGY: str = "lp_ft"  # scratch, linear_probe, finetune_top, finetune_full, lp_ft, discriminative or l2sp
 VALIDATION: str = "labelled"  # labelled or oracle
@@ -55,15 +55,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from helpers import data, models, plots, profiles, reporting, runtime, splits, torch_data, torch_train
+from helpers import data, models, parameters, plots, profiles, reporting, runtime, splits, torch_data, torch_train
 from helpers import transfer_math as tm
 
-STRATEGIES = ("scratch", "linear_probe", "finetune_top", "finetune_full", "lp_ft", "discriminative", "l2sp")
+parameters.check_parameters(globals(), choices={  # unknown names, wrong types, out-of-range values: refused here
+    "STRATEGY": ("scratch", "linear_probe", "finetune_top", "finetune_full", "lp_ft", "discriminative", "l2sp"),
+    "TASK": ("auto", "all", "target"), "MODEL": models.VALID_MODELS, "WEIGHTS": models.VALID_WEIGHTS})
 PROBE_STRENGTHS = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)  # values of C the linear probe tries
-if STRATEGY not in STRATEGIES:
-    raise ValueError(f"Unknown STRATEGY {STRATEGY!r}; valid strategies: {', '.join(STRATEGIES)}")
-if TASK not in ("auto", "all", "target"):
-    raise ValueError(f"Unknown TASK {TASK!r}; valid tasks: auto, all, target")
 
 plots.setup_plots()
 environment = runtime.environment_report()
@@ -106,6 +104,7 @@ print(f"task: {task}, input {image_size}x{image_size}, normalization: {normalize
 
 # %%
 cifar = data.load_dataset(DATASET, config["synthetic_train_per_class"], config["synthetic_test_per_class"], SEED)
+models.check_source_data(weights_info, cifar.identity)  # a source model trained on other data is refused
 target = splits.task_data(cifar, task)
 per_class = config["labels_per_class"] or None
 train_idx, val_idx = splits.labelled_split(target, per_class, VALIDATION, seed=SEED)
@@ -307,8 +306,8 @@ if history:
 # %%
 run_folder = reporting.run_dir("05_pytorch_finetuning", OUTPUT_DIR)
 held_out_predictions = {} if val_probs is None else {"val_y_true": val_y, "val_probs": val_probs.astype(np.float32)}
-np.savez(run_folder / "predictions.npz", y_true=target.y_test, probs=test_probs.astype(np.float32),
-         **held_out_predictions)
+reporting.save_predictions(run_folder, y_true=target.y_test, probs=test_probs.astype(np.float32),
+                           **held_out_predictions)
 metrics = {"val_acc": val_acc, "test_acc": test_acc, "wall_seconds": round(wall_seconds, 1), "history": history,
            "num_train": len(y_train), "num_labelled": num_labelled,
            "num_epochs": 0 if STRATEGY == "linear_probe" else num_epochs}

@@ -32,24 +32,22 @@ OUTPUT_DIR: Optional[str] = None  # None means outputs/06_evaluation
 # ## Setup
 
 # %%
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 
-from helpers import data, metrics, paths, plots, profiles, reporting, runtime, splits
-from helpers.course import NOTEBOOKS_DIR
+from helpers import course, data, metrics, parameters, paths, plots, profiles, reporting, runtime, splits
 from helpers.reporting import markdown_table
 from helpers.sweep import run_one
+
+parameters.check_parameters(globals())  # unknown names, wrong types, out-of-range values: refused here
 
 plots.setup_plots()
 environment = runtime.environment_report()
 runtime.seed_everything(SEED)
 config = profiles.resolve_config("06_evaluation", PROFILE, bootstrap_resamples=BOOTSTRAP_RESAMPLES)
 config.update(seed=SEED, runs_dir=RUNS_DIR)
-if config["bootstrap_resamples"] < 100:
-    raise ValueError(f"BOOTSTRAP_RESAMPLES must be at least 100, got {config['bootstrap_resamples']}")
 
 # %% [markdown]
 # ## Find the runs
@@ -67,14 +65,10 @@ def find_runs(root: Path) -> list[dict]:
     """Load every fine-tuning run under a folder, newest metrics first."""
     runs = []
     for path in sorted(root.rglob("metrics.json")):
-        try:
-            record = json.loads(path.read_text())
-        except ValueError:
-            print(f"skipped {path}: not valid JSON (a run that was cut off; run it again)")
-            continue
-        if record.get("framework") in ("pytorch", "keras") and (path.parent / "predictions.npz").exists():
-            predictions = dict(np.load(path.parent / "predictions.npz"))
-            runs.append({**record, "folder": path.parent, "predictions": predictions})
+        record = reporting.read_record(path)  # None for a damaged record, which is named
+        predictions = path.parent / "predictions.npz"
+        if record and record.get("framework") in ("pytorch", "keras") and predictions.exists():
+            runs.append({**record, "folder": path.parent, "predictions": dict(np.load(predictions))})
     return runs
 
 
@@ -82,8 +76,8 @@ runs = find_runs(search_root)
 if not runs:
     print("No fine-tuning runs found: running a quick smoke-sized linear probe (notebook 05) so this notebook has "
           "something to evaluate. Run notebooks 04 and 05, or a sweep, for real results.")
-    outcome = run_one(NOTEBOOKS_DIR / "05_pytorch_finetuning.ipynb", {"PROFILE": "smoke", "STRATEGY": "linear_probe"},
-                      run_folder / "fallback_run")
+    outcome = run_one(course.NOTEBOOKS_DIR / "05_pytorch_finetuning.ipynb",
+                      {"PROFILE": "smoke", "STRATEGY": "linear_probe"}, run_folder / "fallback_run")
     print(outcome["status"])
     runs = find_runs(run_folder / "fallback_run")
 print(f"{len(runs)} runs found under {search_root}")

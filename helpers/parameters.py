@@ -1,0 +1,87 @@
+"""Notebook parameters checked before anything runs: known names, types and ranges, each problem named with its fix.
+
+Papermill only warns about a parameter the notebook does not declare, and injects any value it is given; a typo
+would then run the default silently, and a wrong type fail deep inside a helper. Each notebook calls
+`check_parameters(globals(), ...)` right after its parameters cell; sweeps check their grids with the same rules.
+"""
+
+from __future__ import annotations
+
+import difflib
+import operator
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .data import VALID_DATASETS
+from .profiles import VALID_PROFILES
+from .splits import VALIDATION_MODES
+
+CHOICES: dict[str, Sequence[str]] = {"PROFILE": VALID_PROFILES, "DATASET": VALID_DATASETS,
+                                     "VALIDATION": VALIDATION_MODES}
+LIMITS: dict[str, list[tuple[str, float]]] = {  # bounds a value (or each item of a list) must satisfy
+    "SEED": [(">=", 0)], "LR": [(">", 0)], "NUM_EPOCHS": [(">=", 1)], "BATCH_SIZE": [(">=", 1)],
+    "LABELS_PER_CLASS": [(">=", 0)], "LABEL_COUNTS": [(">=", 1)], "IMAGE_SIZE": [(">=", 8), ("<=", 512)],
+    "EXAMPLES_PER_CLASS": [(">=", 1)], "IMAGES_PER_TASK": [(">=", 20)], "TEMPERATURE": [(">", 0)],
+    "MMD_BANDWIDTH": [(">", 0)], "LABEL_SMOOTHING": [(">=", 0), ("<", 1)], "WEIGHT_DECAY": [(">=", 0)],
+    "BOOTSTRAP_RESAMPLES": [(">=", 100)],
+}
+COMPARE = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
+TYPE_CHECKS = {
+    "str": lambda v: isinstance(v, str), "bool": lambda v: isinstance(v, bool), "list": lambda v: isinstance(v, list),
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+}
+
+
+class ParameterError(ValueError):
+    """A notebook parameter is unknown, of the wrong type or out of range; the message lists every problem."""
+
+
+def type_name(annotation: Any) -> str:
+    """Spell an annotation as papermill does: `int`, `Optional[int]`, `Optional[list]`."""
+    return annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
+
+
+def value_problem(name: str, value: Any, declared_type: str, choices: Sequence[Any] | None = None) -> str | None:
+    """Say what is wrong with one parameter value (type, choice, range), or None when it is fine."""
+    optional = declared_type.startswith("Optional[")
+    base = declared_type[len("Optional["):-1] if optional else declared_type
+    if value is None:
+        return None if optional else f"{name} must not be None: give a {base}"
+    if not TYPE_CHECKS.get(base, lambda v: True)(value):
+        article = "an" if base[0] in "aeiou" else "a"
+        return f"{name}={value!r} must be {article} {base}" + (" or None" if optional else "")
+    choices = choices or CHOICES.get(name)
+    if choices and value not in choices:
+        return f"{name}={value!r} is not one of: {', '.join(map(str, choices))}"
+    if name not in LIMITS:
+        return None
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, bool) or not isinstance(item, int | float):
+            return f"{name}={value!r} must hold numbers only"
+        broken = [f"{op} {bound}" for op, bound in LIMITS.get(name, []) if not COMPARE[op](item, bound)]
+        if broken:
+            return f"{name}={value!r} is out of range: it must be {' and '.join(broken)}"
+    return None
+
+
+def check_parameters(namespace: Mapping[str, Any], choices: Mapping[str, Sequence[Any]] | None = None) -> None:
+    """Refuse unknown parameters, and values of the wrong type, outside their choices or out of range.
+
+    Unknown means injected by papermill but not declared (annotated) in the parameters cell. All problems are listed
+    in one error.
+    """
+    declared = {name: type_name(annotation) for name, annotation in namespace.get("__annotations__", {}).items()}
+    problems = []
+    for name in namespace:
+        if name.isupper() and not name.startswith("_") and name not in declared:
+            close = difflib.get_close_matches(name, declared, n=1)
+            problems.append(f"unknown parameter {name}" + (f" (did you mean {close[0]}?)" if close else "")
+                            + f"; this notebook takes: {', '.join(declared)}")
+    for name, declared_type in declared.items():
+        problem = value_problem(name, namespace.get(name), declared_type, (choices or {}).get(name))
+        if problem:
+            problems.append(problem)
+    if problems:
+        raise ParameterError("Invalid parameters (fix them with papermill -p NAME VALUE, or in the parameters cell):"
+                             "\n  " + "\n  ".join(problems))
