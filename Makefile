@@ -1,8 +1,8 @@
 # Two commands set everything up on a fresh machine (Python 3.11 and pip):
 #   make course   creates .venv if missing, then executes every notebook into outputs/notebooks/
 #   make test     creates .venv if missing, then runs ruff, the unit tests and every notebook under nbval
-# Other targets: make lab, make prefetch, make bench (bench-data, bench-torch, bench-keras), make sweep GRID=...,
-# make sync.
+# Other targets: make lab, make prefetch, make bench (bench-data, bench-torch, bench-keras, bench-sweep),
+# make sweep GRID=... [WORKERS=N | SCHEDULER=tcp://host:8786], make sync.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROFILE ?= auto
 
-.PHONY: setup course test lab prefetch bench bench-data bench-torch bench-keras sweep sync clean-outputs
+.PHONY: setup course test lab prefetch bench bench-data bench-torch bench-keras bench-sweep sweep sync clean-outputs
 
 setup: $(STAMP)
 
@@ -34,7 +34,7 @@ lab: setup
 prefetch: setup
 	$(BIN)/python -m helpers.prefetch
 
-bench: bench-data bench-torch bench-keras
+bench: bench-data bench-torch bench-keras bench-sweep
 
 bench-data: setup
 	$(BIN)/python -m benchmarks.data_loading
@@ -45,8 +45,11 @@ bench-torch: setup
 bench-keras: setup
 	$(BIN)/python -m benchmarks.keras_transfer
 
+bench-sweep: setup
+	$(BIN)/python -m benchmarks.sweep_dask
+
 sweep: setup
-	$(BIN)/python -m helpers.sweep $(GRID)
+	$(BIN)/python -m helpers.sweep $(GRID) $(if $(WORKERS),--workers $(WORKERS)) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
 sync: setup
 	$(BIN)/jupytext --sync notebooks/[0-9][0-9]_*.py

@@ -14,6 +14,9 @@ with a YAML grid such as
 Each combination runs into outputs/runs/<notebook>/<parameters>/ (executed notebook and metrics.json); then
 summary.csv, summary.md and, when LABELS_PER_CLASS varies, data_efficiency.png are written beside them.
 Parameters are checked against the notebook's parameters cell before anything runs.
+
+    python -m helpers.sweep grid.yaml --workers 2                  # two notebooks at once here (Dask LocalCluster)
+    python -m helpers.sweep grid.yaml --scheduler tcp://host:8786  # on an existing Dask cluster
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ from __future__ import annotations
 import argparse
 import ast
 import csv
+import io
 import itertools
 import json
+import os
 import re
 import sys
 import time
@@ -34,7 +39,7 @@ import numpy as np
 from .course import NOTEBOOKS_DIR, execute
 from .data import data_source
 from .parameters import value_problem
-from .paths import outputs_root
+from .paths import atomic_write_text, outputs_root
 from .profiles import choose_profile
 from .reporting import markdown_table, read_record, save_json
 
@@ -56,7 +61,14 @@ def run_request(notebook: Path, params: dict[str, Any]) -> dict[str, Any]:
         profile = choose_profile(str(params.get("PROFILE", "auto")))
     except ValueError:  # the notebook itself refuses it, with the valid profiles
         profile = None
-    return {"notebook": notebook.stem, "params": params, "profile": profile, "data_source": data_source()}
+    request = {"notebook": notebook.stem, "params": params, "profile": profile, "data_source": data_source()}
+    return json.loads(json.dumps(request, default=str))  # as it reads back from request.json
+
+
+def finished(folder: Path, request: dict[str, Any]) -> bool:
+    """Tell whether a run folder holds an intact metrics.json made for exactly this request."""
+    return ((folder / "metrics.json").exists() and (folder / "request.json").exists()
+            and read_record(folder / "request.json") == request and read_record(folder / "metrics.json") is not None)
 
 
 def run_one(notebook: Path, params: dict[str, Any], folder: Path, rerun: bool = False) -> dict[str, Any]:
@@ -67,12 +79,12 @@ def run_one(notebook: Path, params: dict[str, Any], folder: Path, rerun: bool = 
     """
     metrics_file, request_file = folder / "metrics.json", folder / "request.json"
     executed = folder / f"{notebook.stem}.ipynb"
-    request = json.loads(json.dumps(run_request(notebook, params), default=str))
+    request = run_request(notebook, params)
     if metrics_file.exists() and not rerun:
-        earlier = read_record(request_file) if request_file.exists() else None
-        if earlier == request and read_record(metrics_file) is not None:
+        if finished(folder, request):
             return {"params": params, "status": "done earlier", "folder": str(folder), "seconds": 0.0}
-        if earlier is not None:
+        earlier = read_record(request_file) if request_file.exists() else None
+        if earlier is not None and earlier != request:
             changed = [key for key in request if earlier.get(key) != request[key]]
             print(f"{folder.name}: ran earlier with another {' and '.join(changed)}; running it again.")
     metrics_file.unlink(missing_ok=True)  # a failed run must not pass for an earlier success
@@ -96,10 +108,21 @@ def notebook_path(notebook: str) -> Path:
     return path
 
 
-def run_sweep(notebook: str, grid: dict[str, list[Any]], root: Path) -> list[dict[str, Any]]:
-    """Run every combination of a grid over a notebook into root/<run name>/, printing progress."""
+def run_sweep(notebook: str, grid: dict[str, list[Any]], root: Path, workers: int | None = None,
+              scheduler: str | None = None, gpu: bool = False) -> list[dict[str, Any]]:
+    """Run every combination of a grid over a notebook into root/<run name>/, printing progress.
+
+    One after another by default; `workers` runs that many at once on this machine and `scheduler` sends the runs
+    to an existing Dask cluster (`gpu`: each run holds one worker resource GPU=1).
+    """
     path = notebook_path(notebook)
     combinations = expand_grid(grid)
+    if workers or scheduler:
+        from .cluster import dask_client, run_on_dask
+
+        threads = max(1, (os.cpu_count() or 1) // workers) if workers and not scheduler else None
+        with dask_client(None if scheduler else workers, scheduler, gpus=1 if gpu else 0) as client:
+            return run_on_dask(path, combinations, [root / run_name(p) for p in combinations], client, threads, gpu)
     results = []
     for number, params in enumerate(combinations, 1):
         result = run_one(path, params, root / run_name(params))
@@ -211,20 +234,28 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("grid", type=Path, help="YAML file: notebook, parameters, seeds")
     parser.add_argument("--out", type=Path, help="output root (default outputs/runs/<notebook>)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, help="run N notebooks at once on this machine (a Dask LocalCluster)")
+    where.add_argument("--scheduler", help="run on an existing Dask cluster, e.g. tcp://10.0.0.5:8786")
+    parser.add_argument("--gpu", action="store_true", help="each run needs one GPU: Dask workers started with "
+                        "--resources GPU=1 (one per GPU) run one notebook at a time each")
     args = parser.parse_args(argv)
+    if args.workers is not None and args.workers < 1:
+        parser.error(f"--workers must be >= 1, got {args.workers}")
     try:
         notebook, grid = load_grid(args.grid)
         validate_grid(notebook_path(notebook), grid)
-    except ValueError as error:
+        root = args.out or outputs_root() / "runs" / notebook
+        rows = summary_rows(run_sweep(notebook, grid, root, args.workers, args.scheduler, args.gpu))
+    except (ValueError, ConnectionError) as error:
         raise SystemExit(str(error)) from error
-    root = args.out or outputs_root() / "runs" / notebook
-    rows = summary_rows(run_sweep(notebook, grid, root))
     columns = [*grid, "status", "profile", "val_acc", "test_acc", "wall_seconds", "dataset", "weights"]
-    with open(root / "summary.csv", "w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=[*columns, "folder"])
-        writer.writeheader()
-        writer.writerows(rows)
-    (root / "summary.md").write_text(f"# Sweep of {notebook}\n\n{markdown_table(rows, columns)}\n")
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=[*columns, "folder"])
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(root / "summary.csv", table.getvalue())
+    atomic_write_text(root / "summary.md", f"# Sweep of {notebook}\n\n{markdown_table(rows, columns)}\n")
     plot = plot_data_efficiency(rows, root / "data_efficiency.png")
     failed = [r for r in rows if r["status"].startswith("failed")]
     print(f"\n{markdown_table(rows, columns)}\n\nsummary: {root / 'summary.csv'}" + (f", plot: {plot}" if plot else ""))

@@ -12,7 +12,7 @@
 # - Predict when transfer helps (related tasks, little target data) and when it can hurt (negative transfer).
 # - Measure it: accuracy against the number of target labels, from scratch versus from a source model.
 #
-# **Estimated time**: reading 20 minutes; running the notebook in the `cpu` profile on 2 CPU cores, about 70
+# **Estimated time**: reading 20 minutes; running the notebook in the `cpu` profile on 2 CPU cores, about 80
 # seconds with notebook 03's source model and 2 minutes without it (it then trains a stand-in); seconds on a
 # GPU or in `smoke`.
 
@@ -244,9 +244,10 @@ metrics_path = reporting.save_run(run_folder, config, cifar.identity,
 # - It helps most with related tasks and little target data; compare against training from scratch to see
 #   negative transfer.
 # - At the same budget, a source model trained on other CIFAR-10 classes beat scratch at 10, 50 and 250
-#   target labels per class in all our runs (CIFAR-10 JPEG copy, `cpu` profile, seeds 0-2): with notebook
-#   03's model by 0.23 to 0.29 in accuracy at 10 labels per class and 0.13 to 0.15 at 250; with the quick
-#   stand-in by 0.10 to 0.20 and 0.04 to 0.06. A better source model bought more; your run prints its own gaps.
+#   target labels per class in all our runs (CIFAR-10 JPEG copy, `cpu` profile; seeds 0-2 with one training
+#   of notebook 03's model, seed 0 with another): with it by 0.21 to 0.29 in accuracy at 10 labels per class
+#   and 0.13 to 0.15 at 250; with the quick stand-in by 0.10 to 0.20 and 0.04 to 0.06. A better source
+#   model bought more; your run prints its own gaps.
 #
 # ## References
 # - Pan, Yang (2010). *A survey on transfer learning*. IEEE TKDE.

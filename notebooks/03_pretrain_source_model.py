@@ -14,7 +14,8 @@
 # - Save a checkpoint that carries its own metadata (classes, normalization, accuracy, configuration,
 #   versions, hash) and load it safely (`weights_only=True`, hash checked).
 #
-# **Estimated time**: `cpu` profile 10 to 13 minutes on 2 CPU cores (13 epochs over 22,500 images);
+# **Estimated time**: `cpu` profile about 6 minutes on 2 CPU cores (13 epochs over 22,500 images: 349 to 392 s
+# in our runs);
 # `full` about 2 minutes on a GPU; `smoke` under a minute. A valid checkpoint from an earlier run with the
 # same settings is reused, which takes seconds.
 
