@@ -1,7 +1,8 @@
 # Two commands set everything up on a fresh machine (Python 3.11 and pip):
 #   make course   creates .venv if missing, then executes every notebook into outputs/notebooks/
 #   make test     creates .venv if missing, then runs ruff, the unit tests and every notebook under nbval
-# Other targets: make lab, make prefetch, make bench (bench-data, bench-torch, bench-keras, bench-sweep),
+# Other targets: make lab, make prefetch, make bench (bench-data, bench-torch, bench-keras, bench-adapt,
+# bench-sweep),
 # make sweep GRID=... [WORKERS=N | SCHEDULER=tcp://host:8786], make sync.
 
 PYTHON ?= python3
@@ -10,7 +11,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROFILE ?= auto
 
-.PHONY: setup course test lab prefetch bench bench-data bench-torch bench-keras bench-sweep sweep sync clean-outputs
+.PHONY: setup course test lab prefetch bench bench-data bench-torch bench-keras bench-adapt bench-sweep sweep sync clean-outputs
 
 setup: $(STAMP)
 
@@ -34,7 +35,7 @@ lab: setup
 prefetch: setup
 	$(BIN)/python -m helpers.prefetch
 
-bench: bench-data bench-torch bench-keras bench-sweep
+bench: bench-data bench-torch bench-keras bench-adapt bench-sweep
 
 bench-data: setup
 	$(BIN)/python -m benchmarks.data_loading
@@ -44,6 +45,9 @@ bench-torch: setup
 
 bench-keras: setup
 	$(BIN)/python -m benchmarks.keras_transfer
+
+bench-adapt: setup
+	$(BIN)/python -m benchmarks.adaptation
 
 bench-sweep: setup
 	$(BIN)/python -m benchmarks.sweep_dask

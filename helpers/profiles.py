@@ -55,6 +55,14 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     },
     "04_keras_finetuning": finetuning_profiles(imagenet_cpu_size=96),
     "05_pytorch_finetuning": finetuning_profiles(imagenet_cpu_size=64),
+    "07_domain_adaptation": {
+        "smoke": {"test_images": 200, "pool_images": 300, "shift_images": 100, "adapt_steps": 5, "severities": [1, 5],
+                  "synthetic_train_per_class": 400, "synthetic_test_per_class": 50},
+        "cpu": {"test_images": 2000, "pool_images": 5000, "shift_images": 500, "adapt_steps": 200,
+                "severities": [1, 2, 3, 4, 5], "synthetic_train_per_class": 1000, "synthetic_test_per_class": 400},
+        "full": {"test_images": 5000, "pool_images": 22500, "shift_images": 1000, "adapt_steps": 1000,
+                 "severities": [1, 2, 3, 4, 5], "synthetic_train_per_class": 5000, "synthetic_test_per_class": 1000},
+    },
     "06_evaluation": {
         "smoke": {"bootstrap_resamples": 200},
         "cpu": {"bootstrap_resamples": 2000},

@@ -146,11 +146,12 @@ def notebook_parameters(notebook: Path) -> dict[str, dict[str, Any]]:
     for name, info in papermill.inspect_notebook(str(notebook)).items():
         default = ast.literal_eval(info["default"])
         choices = None
-        match = re.fullmatch(r"([\w.]+(?:, [\w.]+)*) or ([\w.]+)", info["help"].strip())
+        help_text = re.sub(r"\s*#\s*noqa.*$", "", info["help"]).strip()  # a long list of choices may carry a noqa
+        match = re.fullmatch(r"([\w.]+(?:, [\w.]+)*) or ([\w.]+)", help_text)
         if match and isinstance(default, str):
             choices = [c.strip() for c in match.group(1).split(",")] + [match.group(2)]
         parameters[name] = {"default": default, "type": info["inferred_type_name"], "choices": choices,
-                            "help": info["help"]}
+                            "help": help_text}
     return parameters
 
 

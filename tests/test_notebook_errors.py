@@ -9,13 +9,16 @@ from helpers.course import NOTEBOOKS_DIR
 
 
 @pytest.mark.parametrize("notebook, parameters, message", [
-    ("05_pytorch_finetuning", {"STRATEGY": "bogus"}, "valid strategies: scratch, linear_probe"),
-    ("05_pytorch_finetuning", {"WEIGHTS": "course", "LABELS_PER_CLASS": 100000}, "between 1 and"),
+    ("05_pytorch_finetuning", {"STRATEGY": "bogus"}, "STRATEGY='bogus' is not one of: scratch, linear_probe"),
+    ("05_pytorch_finetuning", {"WEIGHTS": "course", "DATASET": "auto", "LABELS_PER_CLASS": 100000}, "between 1 and"),
     ("05_pytorch_finetuning", {"WEIGHTS": "none", "MODEL": "resnet18", "IMAGE_SIZE": 16}, "use a size from 32"),
-    ("04_keras_finetuning", {"MODEL": "resnet152"}, "valid backbones: course_net, mobilenet_v2"),
-    ("04_keras_finetuning", {"STRATEGY": "bogus"}, "valid strategies: scratch, linear_probe"),
+    ("04_keras_finetuning", {"MODEL": "resnet152"}, "MODEL='resnet152' is not one of: course_net, mobilenet_v2"),
+    ("04_keras_finetuning", {"STRATEGY": "bogus"}, "STRATEGY='bogus' is not one of: scratch, linear_probe"),
     ("04_keras_finetuning", {"WEIGHTS": "none", "MODEL": "mobilenet_v2", "IMAGE_SIZE": 16}, "at least 32x32"),
-    ("02_math_of_transfer", {"TEMPERATURE": -1.0}, "TEMPERATURE must be > 0"),
+    ("05_pytorch_finetuning", {"LR": -1}, "LR=-1 is out of range"),
+    ("07_domain_adaptation", {"CORRUPTION": "fog"}, "CORRUPTION='fog' is not one of: gaussian_noise"),
+    ("07_domain_adaptation", {"SEVERITY": 6}, "SEVERITY=6 is not one of: 1, 2, 3, 4, 5"),
+    ("02_math_of_transfer", {"TEMPERATURE": -1.0}, "TEMPERATURE=-1.0 is out of range: it must be > 0"),
 ])
 def test_bad_parameter_names_the_valid_values(tmp_path, notebook, parameters, message):
     with pytest.raises(papermill.PapermillExecutionError, match=message):
