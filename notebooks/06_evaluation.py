@@ -214,7 +214,8 @@ else:
     ece_after = metrics.expected_calibration_error(cal["y_true"], scaled)
     verdict = "over-confident (T > 1 softens it)" if temperature > 1 else "under-confident (T < 1 sharpens it)"
     print(f"{calibrated['framework']} {calibrated['config']['strategy']}, "
-          f"{calibrated['config'].get('labels_per_class') or 'all'} labels per class: T fitted on "
+          f"{calibrated['config'].get('labels_per_class') or 'all'} labels per class "
+          f"({calibrated['config'].get('validation', 'oracle')} validation): T fitted on "
           f"{len(cal['val_y_true'])} held-out predictions = {temperature:.2f}, so the model was {verdict}; "
           f"test ECE {ece_before:.4f} before, {ece_after:.4f} after; predictions unchanged: "
           f"{(scaled.argmax(1) == cal['probs'].argmax(1)).all()}")
