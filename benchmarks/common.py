@@ -57,7 +57,10 @@ def drop_stale_runs(runs: Path, checkpoint_sha256: str | None) -> list[Path]:
     """
     stale = []
     for metrics_file in sorted(runs.rglob("metrics.json")):
-        weights = (read_record(metrics_file) or {"weights": {"weights": "course"}}).get("weights", {})  # damaged: redo
+        record = read_record(metrics_file)
+        if record is None:  # damaged: sweep.run_one redoes it anyway
+            continue
+        weights = record.get("weights", {})
         started_from = weights.get("torch_sha256") or weights.get("sha256")  # Keras records the PyTorch file too
         if weights.get("weights") == "course" and started_from != checkpoint_sha256:
             shutil.rmtree(metrics_file.parent)

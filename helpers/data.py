@@ -29,8 +29,7 @@ from .paths import (
     PREFETCH_COMMAND,
     atomic_write,
     cache_dir,
-    cache_dirs,
-    find_cached,
+    cached_files,
     is_offline,
 )
 
@@ -108,7 +107,7 @@ def save_cache(path: Path, data: ImageData) -> None:
 
 def load_cached(kind: str, name: str) -> ImageData | None:
     """Return the first intact cache of that name (shared data root, then the user cache), or None."""
-    return next((data for folder in cache_dirs(kind) if (data := load_cache(folder / name)) is not None), None)
+    return next((data for path in cached_files(kind, name) if (data := load_cache(path)) is not None), None)
 
 
 def load_cache(path: Path) -> ImageData | None:
@@ -262,7 +261,7 @@ def fetch_cifar10_archive(url: str | None = None, sha256: str | None = None, fol
     import requests
 
     url, sha256 = url or CIFAR10_URL, sha256 or CIFAR10_SHA256
-    cached = None if folder else find_cached("cifar10", CIFAR10_ARCHIVE)
+    cached = None if folder else next(iter(cached_files("cifar10", CIFAR10_ARCHIVE)), None)
     folder = Path(folder) if folder else (cached.parent if cached else cache_dir("cifar10"))
     target = folder / CIFAR10_ARCHIVE
     if is_offline():
@@ -478,8 +477,7 @@ def data_source() -> dict[str, Any]:
         path = Path(source).expanduser()
         fingerprint = None if not path.exists() else folder_fingerprint(path) if path.is_dir() else sha256_of(path)
         return {"cifar10": "local copy", "sha256": fingerprint}
-    cached = any((folder / name).is_file() for folder in cache_dirs("cifar10") for name in (CIFAR10_ARCHIVE,
-                                                                                             OFFICIAL_CACHE))
+    cached = any(cached_files("cifar10", name) for name in (CIFAR10_ARCHIVE, OFFICIAL_CACHE))
     return {"cifar10": "official", "available": cached or not is_offline()}
 
 

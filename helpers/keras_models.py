@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import numpy as np
 
 from .data import sha256_of
 from .models import COURSE_NET_WIDTHS, checkpoint_path, ensure_course_checkpoint, load_checkpoint
-from .paths import OFFLINE_ENV, PREFETCH_COMMAND, atomic_write_text, cache_dir, cache_dirs, is_offline
+from .paths import OFFLINE_ENV, PREFETCH_COMMAND, atomic_save, atomic_write_text, cache_dir, cached_files, is_offline
 from .weights import keras_application, weight_file
 
 VALID_BACKENDS = ("tensorflow", "torch")
@@ -99,25 +98,18 @@ def course_base(profile: str, dataset: str = "auto") -> tuple[Any, Any, dict[str
     model = keras.Sequential([base, head])
     layer_names = [layer.name for layer in base.layers]
     name = f"course_source_model_{profile}.keras.weights.h5"
-    for cached in (folder / name for folder in cache_dirs("checkpoints")):
-        if _port_record(cached) == {"torch_sha256": torch_sha, "sha256": sha256_of(cached) if cached.exists() else None,
-                                    "layers": layer_names}:
+    for cached in cached_files("checkpoints", name):
+        digest = sha256_of(cached)
+        if _port_record(cached) == {"torch_sha256": torch_sha, "sha256": digest, "layers": layer_names}:
             model.load_weights(cached)
             break
-    else:  # port the weights again; a unique temporary file, then a rename, so concurrent runs never collide
+    else:  # port the weights again, written atomically so concurrent runs never collide
         copy_torch_weights(torch_model, base, head)
-        cached = cache_dir("checkpoints") / name
-        handle, tmp_name = tempfile.mkstemp(dir=cached.parent, prefix=".port.", suffix=".weights.h5")
-        os.close(handle)
-        try:
-            model.save_weights(tmp_name)
-            os.chmod(tmp_name, 0o644)
-            os.replace(tmp_name, cached)
-        finally:
-            Path(tmp_name).unlink(missing_ok=True)
+        cached = atomic_save(cache_dir("checkpoints") / name, model.save_weights, suffix=".weights.h5")
+        digest = sha256_of(cached)
         atomic_write_text(cached.with_suffix(".json"), json.dumps(
-            {"torch_sha256": torch_sha, "sha256": sha256_of(cached), "layers": layer_names}))
-    info = {"weights": "course", "model": "course_net", "checkpoint": str(cached), "sha256": sha256_of(cached),
+            {"torch_sha256": torch_sha, "sha256": digest, "layers": layer_names}))
+    info = {"weights": "course", "model": "course_net", "checkpoint": str(cached), "sha256": digest,
             "ported_from": str(checkpoint_path(profile)), "torch_sha256": torch_sha,
             "source_test_acc_pytorch": meta["source_test_acc"], "source_data": meta["data"]}
     return base, head, info
@@ -126,7 +118,7 @@ def course_base(profile: str, dataset: str = "auto") -> tuple[Any, Any, dict[str
 def _port_record(cached: Path) -> dict[str, Any]:
     """Read the record of a ported Keras weight file; a missing or damaged one reads as empty (the port is redone)."""
     try:
-        return json.loads(cached.with_suffix(".json").read_text()) if cached.exists() else {}
+        return json.loads(cached.with_suffix(".json").read_text())
     except (OSError, ValueError):
         return {}
 

@@ -28,9 +28,8 @@ def _folder(path: Path, variable: str) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except PermissionError:
-        if not path.is_dir():
-            raise PermissionError(f"Cannot create {path} (from {variable}): permission denied. Point {variable} "
-                                  "at a folder you can write, or create it first.") from None
+        raise PermissionError(f"Cannot create {path} (from {variable}): permission denied. Point {variable} at a "
+                              "folder you can write, or create it first.") from None
     return path
 
 
@@ -66,32 +65,40 @@ def cache_dir(kind: str) -> Path:
     return shared if is_writable(shared) else _folder(_user_cache_path() / kind, CACHE_ENV)
 
 
-def cache_dirs(kind: str) -> list[Path]:
-    """Return every folder where cache files of one kind may be found: the data root's first, then the user's."""
-    return list(dict.fromkeys([data_root() / kind, _user_cache_path() / kind]))
+def cached_files(kind: str, name: str) -> list[Path]:
+    """Return the existing cache files of one name, the data root's first, then the user cache's."""
+    folders = dict.fromkeys([data_root() / kind, _user_cache_path() / kind])
+    return [folder / name for folder in folders if (folder / name).is_file()]
 
 
-def find_cached(kind: str, name: str) -> Path | None:
-    """Return the first existing cache file of that name (shared data root, then user cache), or None."""
-    return next((folder / name for folder in cache_dirs(kind) if (folder / name).is_file()), None)
+def atomic_save(path: Path, save: Callable[[str], None], suffix: str = ".part") -> Path:
+    """Let `save` write a uniquely named temporary neighbour of `path` (by its name), then rename it into place.
 
-
-def atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> Path:
-    """Write a file through a uniquely named temporary neighbour, then rename it into place.
-
-    Readers never see half a file, and two runs writing the same file both succeed (the last rename wins).
+    Readers never see half a file, and two runs writing the same file both succeed (the last rename wins). `suffix`
+    is for savers that insist on a file extension (Keras's `.weights.h5`).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(handle)
     try:
-        with os.fdopen(handle, "wb") as stream:
-            write(stream)
+        save(tmp_name)
         os.chmod(tmp_name, 0o644)  # mkstemp makes it private; a shared classroom cache should be readable
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> Path:
+    """Write a file atomically through a stream (see `atomic_save`)."""
+
+    def save(name: str) -> None:
+        """Open the temporary file and hand its stream to `write`."""
+        with open(name, "wb") as stream:
+            write(stream)
+
+    return atomic_save(path, save)
 
 
 def atomic_write_text(path: Path, text: str) -> Path:

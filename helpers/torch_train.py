@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .paths import atomic_write, cache_dir, cache_dirs
+from .paths import atomic_write, cache_dir, cached_files
 
 
 def to_device(model: nn.Module, device: torch.device) -> nn.Module:
@@ -93,12 +93,13 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
     return history
 
 
-def extract_features(features: nn.Module, loader: DataLoader, device: torch.device) -> np.ndarray:
-    """Run a frozen extractor over a loader (eval mode) and return one feature row per image."""
+def extract_features(features: nn.Module, loader: DataLoader, device: torch.device, progress: bool = True
+                     ) -> np.ndarray:
+    """Run a frozen extractor over a loader (eval mode) and return one feature row per image (a bar unless told)."""
     features.eval()
     rows = []
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        for images, _ in tqdm(loader, desc="extracting features", unit="batch", leave=False):
+        for images, _ in tqdm(loader, desc="extracting features", unit="batch", leave=False, disable=not progress):
             rows.append(features(images.to(device, memory_format=torch.channels_last)).float().cpu())
     return torch.cat(rows).flatten(1).numpy()
 
@@ -117,12 +118,11 @@ def cached_features(key: dict[str, Any], compute: Callable[[], np.ndarray]) -> t
     data root is read, and new entries go to the user cache.
     """
     name = f"{key.get('model', 'model')}-{hashlib.sha256(repr(sorted(key.items())).encode()).hexdigest()[:20]}.npy"
-    for path in (folder / name for folder in cache_dirs("features")):
-        if path.is_file():
-            try:
-                return np.load(path, allow_pickle=False), path, True
-            except (OSError, ValueError, EOFError) as error:
-                print(f"Feature cache {path} is damaged ({error}); computing the features again.")
+    for path in cached_files("features", name):
+        try:
+            return np.load(path, allow_pickle=False), path, True
+        except (OSError, ValueError, EOFError) as error:
+            print(f"Feature cache {path} is damaged ({error}); computing the features again.")
     values = compute()
     path = atomic_write(cache_dir("features") / name, lambda stream: np.save(stream, values))
     return values, path, False

@@ -94,7 +94,7 @@ count = config["images_per_task"]
 def features(images: np.ndarray) -> np.ndarray:
     """Frozen features of a batch of uint8 images."""
     loader = torch_data.make_loader(images, np.zeros(len(images), dtype=int), train=False, batch_size=256)
-    return torch_train.extract_features(extractor.features, loader, torch.device("cpu"))
+    return torch_train.extract_features(extractor.features, loader, torch.device("cpu"), progress=False)  # seconds
 
 
 def features_of(task: data.ImageData, split: str) -> tuple[np.ndarray, np.ndarray]:

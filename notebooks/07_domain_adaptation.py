@@ -85,11 +85,9 @@ run_start = time.perf_counter()
 # %%
 cifar = data.load_dataset(DATASET, config["synthetic_train_per_class"], config["synthetic_test_per_class"], SEED)
 source, _ = splits.source_target_split(cifar)
-model, meta = models.load_checkpoint(models.ensure_course_checkpoint(config["profile"], DATASET),
-                                     {"dataset_sha256": models.source_data_key(cifar.identity)})
+model, weights_info = models.source_model("course", "course_net", config["profile"], DATASET)
+models.check_source_data(weights_info, cifar.identity)  # a source model trained on other data is refused
 model.eval()
-weights_info = {"weights": "course", "model": "course_net", "sha256": meta["sha256"],
-                "source_test_acc": meta["source_test_acc"]}
 print(reporting.weights_line(weights_info))
 
 rng = np.random.default_rng(SEED)
@@ -108,8 +106,7 @@ def accuracy(net: nn.Module, images: np.ndarray) -> float:
 def features_of(net: nn.Module, images: np.ndarray) -> np.ndarray:
     """Frozen features (the 256-wide layer before the head) of uint8 images."""
     loader = torch_data.make_loader(images, np.zeros(len(images), dtype=int), train=False, batch_size=256)
-    with torch.no_grad():
-        return np.concatenate([net.features(batch).numpy() for batch, _ in loader])
+    return torch_train.extract_features(net.features, loader, device, progress=False)
 
 
 x_target = ad.corrupt(x_clean, CORRUPTION, SEVERITY, seed=SEED)
