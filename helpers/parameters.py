@@ -24,6 +24,8 @@ LIMITS: dict[str, list[tuple[str, float]]] = {  # bounds a value (or each item o
     "EXAMPLES_PER_CLASS": [(">=", 1)], "IMAGES_PER_TASK": [(">=", 20)], "TEMPERATURE": [(">", 0)],
     "MMD_BANDWIDTH": [(">", 0)], "LABEL_SMOOTHING": [(">=", 0), ("<", 1)], "WEIGHT_DECAY": [(">=", 0)],
     "BOOTSTRAP_RESAMPLES": [(">=", 100)], "TENT_STEPS": [(">=", 1)], "ADAPT_STEPS": [(">=", 1)],
+    "ALPHA": [(">=", 0), ("<=", 1)], "THRESHOLD": [(">", 0), ("<", 1)], "ROUNDS": [(">=", 1)],
+    "POOL_IMAGES": [(">=", 0)], "STUDENT_STEPS": [(">=", 1)],
 }
 COMPARE = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 TYPE_CHECKS = {

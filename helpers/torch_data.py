@@ -27,13 +27,35 @@ def random_crop_flip(images: torch.Tensor, padding: int = 4, generator: torch.Ge
     return torch.where(flip[:, None, None, None], cropped.flip(3), cropped)
 
 
+def colour_jitter_cutout(images: torch.Tensor, strength: float = 0.4, hole: int = 12,
+                         generator: torch.Generator | None = None) -> torch.Tensor:
+    """Add strong noise to a float NCHW batch in [0, 1], every image its own, in one go.
+
+    A brightness, contrast and saturation change (up to +-`strength`), then a `hole`-pixel square cut out
+    (DeVries & Taylor, 2017).
+    """
+    n, _, height, width = images.shape
+    factor = lambda: 1 + (torch.rand(n, 1, 1, 1, generator=generator) * 2 - 1) * strength  # noqa: E731
+    grey = images.mean(1, keepdim=True)
+    images = grey + (images - grey) * factor()  # saturation
+    images = images.mean((1, 2, 3), keepdim=True) + (images - images.mean((1, 2, 3), keepdim=True)) * factor()
+    images = (images * factor()).clamp(0, 1)  # contrast above, brightness here
+    cy = torch.randint(0, height, (n, 1, 1), generator=generator)
+    cx = torch.randint(0, width, (n, 1, 1), generator=generator)
+    rows, cols = torch.arange(height)[None, :, None], torch.arange(width)[None, None, :]
+    inside = ((rows - cy).abs() <= hole // 2) & ((cols - cx).abs() <= hole // 2)
+    return images.masked_fill(inside[:, None], 0.5)
+
+
 class BatchTransform:
     """Turn a uint8 NCHW batch into normalized floats: (augment,) scale to [0, 1], resize, normalize."""
 
-    def __init__(self, train: bool, image_size: int, normalize: str = "cifar10", seed: int = 0) -> None:
-        """Fix the augmentation switch, output size, normalization and the augmentation's own random stream."""
+    def __init__(self, train: bool, image_size: int, normalize: str = "cifar10", seed: int = 0,
+                 strong: bool = False) -> None:
+        """Fix the augmentation switches, output size, normalization and the augmentation's own random stream."""
         mean, std = normalization(normalize)
         self.train, self.image_size = train, image_size
+        self.strong = strong and train
         self.mean, self.std = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -42,6 +64,8 @@ class BatchTransform:
         if self.train:
             images = random_crop_flip(images, generator=self.generator)
         images = images.float() / 255.0
+        if self.strong:
+            images = colour_jitter_cutout(images, generator=self.generator)
         if images.shape[-1] != self.image_size:
             images = F.interpolate(images, size=(self.image_size, self.image_size), mode="bilinear",
                                    align_corners=False, antialias=self.image_size < images.shape[-1])
@@ -68,9 +92,9 @@ class ArrayDataset(Dataset):
 
 
 def make_loader(images: np.ndarray, labels: np.ndarray, train: bool, image_size: int = 32, batch_size: int = 128,
-                normalize: str = "cifar10", seed: int = 0) -> DataLoader:
-    """Wrap arrays in a DataLoader: shuffled and augmented for training, in order for evaluation."""
-    transform = BatchTransform(train, image_size, normalize, seed)
+                normalize: str = "cifar10", seed: int = 0, strong: bool = False) -> DataLoader:
+    """Wrap arrays in a DataLoader: shuffled and augmented for training (`strong`: colour, cutout), else in order."""
+    transform = BatchTransform(train, image_size, normalize, seed, strong)
 
     def collate(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Stack a batch and transform it in one go."""

@@ -53,3 +53,19 @@ def test_oracle_rows_are_reported_apart_and_never_meet_a_target():
     assert [(r["validation"], round(r["test_acc_mean"], 2)) for r in rows] == [("labelled", 0.8), ("oracle", 0.86)]
     checks = check_targets({"metrics": {"source_test_acc": 0.9}, "train_seconds": 1}, rows)
     assert not checks["best at 50/class >= 0.85"]  # only the oracle run reaches it
+
+
+def test_distillation_summary_averages_seeds_and_times_rounds():
+    from benchmarks.distillation import summarise, value
+
+    def record(labels, seed, teacher, student):
+        return {"config": {"labels_per_class": labels, "seed": seed},
+                "metrics": {"results": {"teacher": teacher, "self-training, round 1": student},
+                            "seconds": {}, "rounds": [{"round": 1, "seconds": 100.0 + 2 * seed}]}}
+
+    rows = summarise([record(50, 0, 0.80, 0.84), record(50, 1, 0.82, 0.86), record(10, 0, 0.7, 0.75)],
+                     "self-training")
+    assert value(rows, 50, "self-training, round 1") == 0.85 and value(rows, 50, "teacher") == 0.81
+    row = next(r for r in rows if r["labels"] == 50 and r["model"] == "self-training, round 1")
+    assert row["seeds"] == 2 and row["seconds"] == 101
+    assert value(rows, 500, "teacher") is None

@@ -1,0 +1,112 @@
+"""Benchmark: distillation and self-training (notebook 08) on the target task, under the honest few-label protocol.
+
+Runs notebook 08 through papermill (offline, on a local CIFAR-10 copy): self-training (`METHOD="self_training"`,
+every unlabelled training image in the pool) at each label count (3 seeds at 50 per class, 1 elsewhere), and
+distillation
+(`METHOD="distillation"`: labels only, distilled on the labelled images, distilled on labelled + pool, with the
+sweeps and the Keras distiller) at each label count for the first seed. Teachers are LP-FT on the labelled images
+(cached per label set and seed). Targets: self-training >= 0.85 at 50 labels per class with each round <= 10
+minutes; the distilled student (labelled + pool) within 3 points of its teacher at 500 labels per class and
+>= 5 points ahead of the label-only student at 50. Writes outputs/benchmarks/distillation.{json,md}.
+
+    python -m benchmarks.distillation [--seeds 3] [--other-seeds 1] [--labels 10 50 500] [--steps 2000]
+                                      [--student-steps 2000] [--profile cpu] [--source PATH] [--fresh]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from helpers.models import checkpoint_path
+from helpers.reporting import write_benchmark
+from helpers.sweep import read_metrics, run_sweep
+
+from .common import data_name, drop_stale_runs, runs_root, spread, use_offline_jpeg_copy
+
+TARGETS = {"self_training_50": 0.85, "round_seconds": 600, "distilled_gap_500": 0.03, "distilled_gain_50": 0.05}
+
+
+def summarise(records: list[dict], method: str) -> list[dict]:
+    """One row per label count and model: mean and seed spread of test accuracy, and seconds."""
+    rows = []
+    for labels in sorted({r["config"]["labels_per_class"] for r in records}):
+        group = [r["metrics"] for r in records if r["config"]["labels_per_class"] == labels]
+        names = ["teacher", *[name for name in group[0]["results"] if name != "teacher"]]
+        for name in names:
+            values = spread([m["results"][name] for m in group if name in m["results"]])
+            seconds = [m["seconds"].get(name) for m in group if m["seconds"].get(name) is not None]
+            seconds += [r["seconds"] for m in group for r in m["rounds"] if name.endswith(f"round {r['round']}")]
+            rows.append({"method": method, "labels": labels, "model": name, "seeds": values["n"],
+                         "test_acc": round(values["mean"], 4), "seed_std": round(values["std"], 4),
+                         "seconds": round(sum(seconds) / len(seconds)) if seconds else "-"})
+    return rows
+
+
+def value(rows: list[dict], labels: int, model: str) -> float | None:
+    """Mean test accuracy of one row, or None when it was not run."""
+    return next((r["test_acc"] for r in rows if r["labels"] == labels and r["model"] == model), None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the two grids, summarise over seeds, check the targets, write the report; exit 1 if a run failed."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=3, help="seeds at 50 labels per class")
+    parser.add_argument("--other-seeds", type=int, default=1, help="seeds at the other label counts")
+    parser.add_argument("--labels", type=int, nargs="+", default=[10, 50, 500])
+    parser.add_argument("--steps", type=int, default=2000, help="optimizer steps per self-training round")
+    parser.add_argument("--student-steps", type=int, default=2000, help="optimizer steps per distilled student")
+    parser.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "full"])
+    parser.add_argument("--source", type=Path, help="local CIFAR-10 copy (default: the shared JPEG copy)")
+    parser.add_argument("--fresh", action="store_true", help="delete earlier runs first")
+    args = parser.parse_args(argv)
+    use_offline_jpeg_copy(args.source)
+    root = runs_root("distillation", args.fresh)
+    if checkpoint_path(args.profile).exists():
+        from helpers.models import load_checkpoint
+
+        drop_stale_runs(root, load_checkpoint(checkpoint_path(args.profile))[1]["sha256"])
+    common = {"PROFILE": [args.profile], "POOL_IMAGES": [0]}
+    self_training = []
+    for labels in args.labels:  # every seed at 50 labels per class (the target), the first seed elsewhere
+        seeds = list(range(args.seeds)) if labels == 50 else list(range(args.other_seeds))
+        self_training += run_sweep("08_distillation_self_training",
+                                   {**common, "METHOD": ["self_training"], "SELF_TRAINING_STEPS": [args.steps],
+                                    "LABELS_PER_CLASS": [labels], "SEED": seeds}, root / "self_training")
+    distillation = run_sweep("08_distillation_self_training",
+                             {**common, "METHOD": ["distillation"], "STUDENT_STEPS": [args.student_steps],
+                              "LABELS_PER_CLASS": [n for n in args.labels if n in (50, 500)] or args.labels[:1],
+                              "SEED": [0]}, root / "distillation")
+    records = {name: [r for r in map(read_metrics, results) if r]
+               for name, results in (("self_training", self_training), ("distillation", distillation))}
+    if not any(records.values()):
+        print("No run finished; see the executed notebooks under", root, file=sys.stderr)
+        return 1
+    rows = summarise(records["self_training"], "self-training") + summarise(records["distillation"], "distillation")
+    st50, distilled500 = value(rows, 50, "self-training, round 1"), value(rows, 500, "distilled, labelled + pool")
+    teacher500 = value(rows, 500, "teacher")
+    distilled50, label_only50 = value(rows, 50, "distilled, labelled + pool"), value(rows, 50, "labels only")
+    round_seconds = [r["seconds"] for rec in records["self_training"] for r in rec["metrics"]["rounds"]]
+    checks = {
+        "self-training >= 0.85 at 50 labels/class": None if st50 is None else st50 >= TARGETS["self_training_50"],
+        "each round <= 600 s": bool(round_seconds) and max(round_seconds) <= TARGETS["round_seconds"],
+        "distilled within 0.03 of teacher at 500": None if None in (distilled500, teacher500)
+        else teacher500 - distilled500 <= TARGETS["distilled_gap_500"],
+        "distilled >= label-only + 0.05 at 50": None if None in (distilled50, label_only50)
+        else distilled50 - label_only50 >= TARGETS["distilled_gain_50"],
+    }
+    identity = next(rec for group in records.values() for rec in group)["data"]
+    write_benchmark("distillation", rows, ["method", "labels", "model", "seeds", "test_acc", "seed_std", "seconds"],
+                    {**identity, "name": data_name(identity)},
+                    notes=f"profile {args.profile}, every unlabelled training image in the pool; self-training "
+                          f"{args.steps} steps per round, distilled students {args.student_steps} steps; teachers "
+                          "LP-FT on the labelled images. Targets: " + "; ".join(
+                              f"{name}: {'not run' if ok is None else 'met' if ok else 'NOT met'}"
+                              for name, ok in checks.items()))
+    return 0 if all(len(group) for group in records.values()) and len(records["self_training"]) == len(
+        self_training) and len(records["distillation"]) == len(distillation) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""Distillation and self-training plumbing: the small student, teachers that know their task, the student loop.
+
+The lesson's own code (the distillation loss, the pseudo-labelling step) lives in notebook 08; here is what it
+stands on: a student network, a teacher fine-tuned with notebook 05's LP-FT recipe and cached with a record of
+its task, classes, data and labelled images, and one training loop that takes any per-batch loss.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import models, torch_data, torch_train
+from .paths import cache_dir, cached_files
+
+STUDENT_WIDTHS = (8, 16, 32, 96)  # the course network's shape at a fraction of its width: over 5x fewer parameters
+METHODS = ("all", "distillation", "self_training")
+PROBE_STRENGTHS = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)  # notebook 05's grid for the probe's C
+
+
+class TeacherMismatch(models.CheckpointMismatch):
+    """A teacher checkpoint was fine-tuned for another task or class set than the run asks for."""
+
+
+def student_net(num_classes: int, widths: tuple[int, int, int, int] = STUDENT_WIDTHS) -> models.TransferNet:
+    """Build the small student: the course network at reduced width, trained from random weights."""
+    net = models.course_net(num_classes, widths)
+    net.name = "student_net"
+    return net
+
+
+def parameter_count(model: nn.Module) -> int:
+    """Count a model's parameters (BatchNorm statistics are buffers, not parameters)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def check_student_size(student: nn.Module, teacher: nn.Module) -> float:
+    """Return the teacher/student parameter ratio; warn when the student is not smaller (nothing is compressed)."""
+    ratio = parameter_count(teacher) / parameter_count(student)
+    if ratio <= 1:
+        warnings.warn(f"The student has {parameter_count(student):,} parameters, the teacher "
+                      f"{parameter_count(teacher):,}: a student at least as large as its teacher is self-training, "
+                      "not compression. Use narrower "
+                      f"widths (the course's student uses {STUDENT_WIDTHS}).", stacklevel=2)
+    return ratio
+
+
+def seconds_per_image(model: nn.Module, images: np.ndarray, batch_size: int = 256, repeats: int = 3) -> float:
+    """Time inference per image on the CPU (best of `repeats` passes, after one warm-up)."""
+    import time
+
+    loader = torch_data.make_loader(images, np.zeros(len(images), dtype=int), train=False, batch_size=batch_size)
+    batches = [x for x, _ in loader]
+    model.eval()
+    best = math.inf
+    with torch.no_grad():
+        for _ in range(repeats + 1):
+            start = time.perf_counter()
+            for x in batches:
+                model(x)
+            best = min(best, time.perf_counter() - start)
+    return best / len(images)
+
+
+# ------------------------------------------------------------------------------------------- the student loop
+
+def train(model: nn.Module, images: np.ndarray, batch_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+          steps: int, lr: float, batch_size: int = 128, seed: int = 0, strong: bool = False,
+          desc: str = "training", weight_decay: float = 5e-4) -> nn.Module:
+    """Train `model` for `steps` SGD steps (Nesterov, one-cycle) on augmented `images`; return it in eval mode.
+
+    `batch_loss(logits, index)` receives the batch's row numbers in `images`, so the caller looks up whatever
+    targets it has for them (labels, teacher logits, pseudo-labels); the loop itself never sees a label.
+    `strong` adds RandAugment (two random operations per image) to the crop and flip: Noisy Student's noise.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    model = torch_train.to_device(model, torch.device("cpu"))  # channels-last: about a quarter faster on a CPU
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.2)
+    batches = _cycle(images, min(batch_size, len(images)), seed, strong)
+    model.train()
+    for _ in tqdm(range(steps), desc=desc, unit="step"):
+        x, index = next(batches)
+        loss = batch_loss(model(x.contiguous(memory_format=torch.channels_last)), index)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+    return model.eval()
+
+
+def _cycle(images: np.ndarray, batch_size: int, seed: int, strong: bool):
+    """Yield (augmented batch, row numbers) forever, reshuffled each pass."""
+    while True:
+        loader = torch_data.make_loader(images, np.arange(len(images)), train=True, batch_size=batch_size, seed=seed,
+                                        strong=strong)
+        for x, index in loader:
+            if len(index) == batch_size:  # full batches only: BatchNorm on a batch of 1 or 2 is noise
+                yield x, index
+        seed += 1
+
+
+def predict_logits(model: nn.Module, images: np.ndarray, flip_tta: bool = True) -> np.ndarray:
+    """Return a model's logits for uint8 images (eval mode; flip-averaged unless told)."""
+    loader = torch_data.make_loader(images, np.zeros(len(images), dtype=int), train=False, batch_size=256)
+    model.eval()
+    rows = []
+    with torch.no_grad():
+        for x, _ in loader:
+            x = x.contiguous(memory_format=torch.channels_last)
+            logits = model(x)
+            rows.append((logits + model(x.flip(3))) / 2 if flip_tta else logits)
+    return torch.cat(rows).numpy()
+
+
+# ------------------------------------------------------------------------------------------- teachers
+
+def teacher_record(source_sha256: str, task: str, class_names: list[str], data_identity: dict[str, Any],
+                   labelled_idx: np.ndarray, recipe: dict[str, Any]) -> dict[str, Any]:
+    """Describe a teacher fully: what it started from, its task and classes, its data and exactly which labels."""
+    return {"kind": "teacher", "source_sha256": source_sha256, "task": task, "classes": list(class_names),
+            "data": torch_train.data_key(data_identity),
+            "labelled": hashlib.sha256(np.sort(labelled_idx).astype(np.int64).tobytes()).hexdigest()[:20],
+            "num_labelled": len(labelled_idx), "recipe": recipe, "widths": list(models.COURSE_NET_WIDTHS)}
+
+
+def teacher_path(record: dict[str, Any]) -> Path:
+    """Name a teacher's cache file by everything that defines it (so a changed recipe or label set is a new file)."""
+    digest = hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    name = f"teacher-{record['task']}-{record['num_labelled']}-{digest}.pt"
+    return next(iter(cached_files("teachers", name)), cache_dir("teachers") / name)
+
+
+def load_teacher(path: Path, task: str, class_names: list[str]) -> tuple[models.TransferNet, dict[str, Any]]:
+    """Load a teacher checkpoint, refusing one fine-tuned for another task or class set (the head would lie)."""
+    sidecar = path.with_suffix(".json")
+    meta = json.loads(sidecar.read_text()) if sidecar.exists() else {}
+    wanted = {"kind": "teacher", "task": task, "classes": list(class_names)}
+    if meta and any(meta.get(key) != value for key, value in wanted.items()):
+        raise TeacherMismatch(
+            f"{path} is a {meta.get('kind', 'model')} for task {meta.get('task')!r} with classes "
+            f"{meta.get('classes')}, but this run needs a teacher for task {task!r} with classes "
+            f"{list(class_names)}. Pass TEACHER=None to fine-tune a teacher for this task (cached for later runs), "
+            "or the path of one made for it.")
+    return models.load_checkpoint(path)
+
+
+def fine_tune_teacher(model: models.TransferNet, images: np.ndarray, labels: np.ndarray, num_classes: int,
+                      recipe: dict[str, Any], seed: int = 0) -> tuple[models.TransferNet, dict[str, Any]]:
+    """Fine-tune with notebook 05's LP-FT on the labelled images only (the honest few-label protocol).
+
+    The probe's C is chosen by cross-validation, the probe is copied into the head, then every layer is fine-tuned
+    with a fixed recipe: no validation set.
+    """
+    device = torch.device("cpu")
+    loader = torch_data.make_loader(images, labels, train=False, batch_size=256)
+    features = torch_train.extract_features(model.features, loader, device, progress=False)
+    scores, _ = torch_train.cross_validated_probe(features, labels, PROBE_STRENGTHS, seed=seed)
+    probe_c = max(scores, key=scores.get)
+    scaler, probe = torch_train.fit_linear_probe(features, labels, c=probe_c, seed=seed)
+    model.head = nn.Linear(model.feature_dim, num_classes)
+    torch_train.probe_to_head(scaler, probe, model.head)
+    steps = max(recipe["min_steps"], recipe["num_epochs"] * math.ceil(len(labels) / recipe["batch_size"]))
+    smoothed = nn.CrossEntropyLoss(label_smoothing=0.1)
+    targets = torch.as_tensor(labels)
+    train(model, images, lambda logits, index: smoothed(logits, targets[index]), steps, recipe["lr"],
+          recipe["batch_size"], seed, desc="teacher (LP-FT)")
+    return model, {"probe_c": probe_c, "probe_cv_acc": scores[probe_c], "steps": steps}
+
+
+def teacher(source: models.TransferNet, source_meta: dict[str, Any], images: np.ndarray, labels: np.ndarray,
+            record: dict[str, Any], path: Path | None = None, seed: int = 0) -> tuple[models.TransferNet, dict]:
+    """Return the cached teacher for `record` (or the checkpoint at `path`), fine-tuning and caching it if new."""
+    chosen = path or teacher_path(record)
+    if chosen.exists() or path is not None:
+        net, meta = load_teacher(chosen, record["task"], record["classes"])
+        return net.eval(), {**meta, "checkpoint": str(chosen), "cached": True}
+    import copy
+
+    net, details = fine_tune_teacher(copy.deepcopy(source), images, labels, len(record["classes"]), record["recipe"],
+                                     seed)
+    meta = {**record, **details, "source_test_acc": source_meta.get("source_test_acc")}
+    saved = models.save_checkpoint(net, meta, chosen)
+    return net, {**meta, "sha256": json.loads(saved.with_suffix(".json").read_text())["sha256"],
+                 "checkpoint": str(saved), "cached": False}
