@@ -2,7 +2,7 @@
 #   make course   creates .venv if missing, then executes every notebook into outputs/notebooks/
 #   make test     creates .venv if missing, then runs ruff, the unit tests and every notebook under nbval
 # Other targets: make lab, make prefetch, make bench (bench-data, bench-torch, bench-keras, bench-adapt,
-# bench-distill, bench-sweep),
+# bench-distill, bench-layers, bench-sweep),
 # make sweep GRID=... [WORKERS=N | SCHEDULER=tcp://host:8786], make sync.
 
 PYTHON ?= python3
@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROFILE ?= auto
 
-.PHONY: setup course test lab prefetch bench bench-data bench-torch bench-keras bench-adapt bench-distill bench-sweep sweep sync clean-outputs
+.PHONY: setup course test lab prefetch bench bench-data bench-torch bench-keras bench-adapt bench-distill bench-layers bench-sweep sweep sync clean-outputs
 
 setup: $(STAMP)
 
@@ -35,7 +35,7 @@ lab: setup
 prefetch: setup
 	$(BIN)/python -m helpers.prefetch
 
-bench: bench-data bench-torch bench-keras bench-adapt bench-distill bench-sweep
+bench: bench-data bench-torch bench-keras bench-adapt bench-distill bench-layers bench-sweep
 
 bench-data: setup
 	$(BIN)/python -m benchmarks.data_loading
@@ -51,6 +51,9 @@ bench-adapt: setup
 
 bench-distill: setup
 	$(BIN)/python -m benchmarks.distillation
+
+bench-layers: setup
+	$(BIN)/python -m benchmarks.layers
 
 bench-sweep: setup
 	$(BIN)/python -m benchmarks.sweep_dask

@@ -12,37 +12,30 @@ outputs/benchmarks/adaptation.{json,md}.
 
 from __future__ import annotations
 
-import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 
 from helpers.adaptation import CORRUPTIONS
 from helpers.reporting import write_benchmark
-from helpers.sweep import read_metrics, run_sweep
+from helpers.sweep import run_sweep
 
-from .common import data_name, runs_root, spread, use_offline_jpeg_copy
+from .common import benchmark_parser, data_name, finished_records, runs_root, spread, use_offline_jpeg_copy
 
 TARGETS = {"adabn_gain": 0.08, "notebook_seconds": 360}
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run notebook 07 per seed, summarise every method over seeds, write the report; exit 1 if a run failed."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, default=3)
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--corruption", default="contrast", choices=CORRUPTIONS)
-    parser.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "full"])
-    parser.add_argument("--source", type=Path, help="local CIFAR-10 copy (default: the shared JPEG copy)")
-    parser.add_argument("--fresh", action="store_true", help="delete earlier runs first")
     args = parser.parse_args(argv)
     use_offline_jpeg_copy(args.source)
     root = runs_root("adaptation", args.fresh)
     results = run_sweep("07_domain_adaptation", {"PROFILE": [args.profile], "CORRUPTION": [args.corruption],
                                                  "METHOD": ["all"], "SEED": list(range(args.seeds))}, root / "runs")
-    records = [record for record in map(read_metrics, results) if record]
+    records = finished_records(results, root / "runs")
     if not records:
-        print("No run finished; see the executed notebooks under", root / "runs", file=sys.stderr)
         return 1
     metrics = [record["metrics"] for record in records]
     rows = []

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -68,3 +70,23 @@ def drop_stale_runs(runs: Path, checkpoint_sha256: str | None) -> list[Path]:
     if stale:
         print(f"{len(stale)} earlier run(s) in {runs} started from another source checkpoint: running them again.")
     return stale
+
+
+def benchmark_parser(doc: str, seeds: int = 3) -> argparse.ArgumentParser:
+    """Build the options every notebook benchmark takes: seeds, profile, a local CIFAR-10 copy, a fresh start."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=seeds)
+    parser.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "full"])
+    parser.add_argument("--source", type=Path, help="local CIFAR-10 copy (default: the shared JPEG copy)")
+    parser.add_argument("--fresh", action="store_true", help="delete earlier runs first")
+    return parser
+
+
+def finished_records(results: list[dict], folder: Path) -> list[dict]:
+    """Read the records of the runs that finished; say where to look when none did."""
+    from helpers.sweep import read_metrics
+
+    records = [record for record in map(read_metrics, results) if record]
+    if not records:
+        print("No run finished; see the executed notebooks under", folder, file=sys.stderr)
+    return records

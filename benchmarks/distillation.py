@@ -15,15 +15,13 @@ minutes; the distilled student (labelled + pool) within 3 points of its teacher 
 
 from __future__ import annotations
 
-import argparse
 import sys
-from pathlib import Path
 
 from helpers.models import checkpoint_path
 from helpers.reporting import write_benchmark
 from helpers.sweep import read_metrics, run_sweep
 
-from .common import data_name, drop_stale_runs, runs_root, spread, use_offline_jpeg_copy
+from .common import benchmark_parser, data_name, drop_stale_runs, runs_root, spread, use_offline_jpeg_copy
 
 TARGETS = {"self_training_50": 0.85, "round_seconds": 600, "distilled_gap_500": 0.03, "distilled_gain_50": 0.05}
 
@@ -51,15 +49,11 @@ def value(rows: list[dict], labels: int, model: str) -> float | None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the two grids, summarise over seeds, check the targets, write the report; exit 1 if a run failed."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, default=3, help="seeds at 50 labels per class")
+    parser = benchmark_parser(__doc__)  # --seeds: the seeds at 50 labels per class
     parser.add_argument("--other-seeds", type=int, default=1, help="seeds at the other label counts")
     parser.add_argument("--labels", type=int, nargs="+", default=[10, 50, 500])
     parser.add_argument("--steps", type=int, default=2000, help="optimizer steps per self-training round")
     parser.add_argument("--student-steps", type=int, default=2000, help="optimizer steps per distilled student")
-    parser.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "full"])
-    parser.add_argument("--source", type=Path, help="local CIFAR-10 copy (default: the shared JPEG copy)")
-    parser.add_argument("--fresh", action="store_true", help="delete earlier runs first")
     args = parser.parse_args(argv)
     use_offline_jpeg_copy(args.source)
     root = runs_root("distillation", args.fresh)

@@ -25,7 +25,9 @@ LIMITS: dict[str, list[tuple[str, float]]] = {  # bounds a value (or each item o
     "MMD_BANDWIDTH": [(">", 0)], "LABEL_SMOOTHING": [(">=", 0), ("<", 1)], "WEIGHT_DECAY": [(">=", 0)],
     "BOOTSTRAP_RESAMPLES": [(">=", 100)], "TENT_STEPS": [(">=", 1)], "ADAPT_STEPS": [(">=", 1)],
     "ALPHA": [(">=", 0), ("<=", 1)], "THRESHOLD": [(">", 0), ("<", 1)], "ROUNDS": [(">=", 1)],
-    "POOL_IMAGES": [(">=", 0)], "STUDENT_STEPS": [(">=", 1)],
+    "POOL_IMAGES": [(">=", 0)], "STUDENT_STEPS": [(">=", 1)], "SELF_TRAINING_STEPS": [(">=", 1)],
+    "N_WAY": [(">=", 2)], "SHOTS": [(">=", 1)], "EPISODES": [(">=", 2)], "QUERY": [(">=", 1)],
+    "TASK_WEIGHT": [(">=", 0), ("<=", 1)], "BLOCKS": [(">=", 0)], "SEEDS": [(">=", 0)], "STEPS": [(">=", 1)],
 }
 COMPARE = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 TYPE_CHECKS = {

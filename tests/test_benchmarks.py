@@ -69,3 +69,16 @@ def test_distillation_summary_averages_seeds_and_times_rounds():
     row = next(r for r in rows if r["labels"] == 50 and r["model"] == "self-training, round 1")
     assert row["seeds"] == 2 and row["seconds"] == 101
     assert value(rows, 500, "teacher") is None
+
+
+def test_layer_grid_averages_each_variant_and_block_count_over_seeds(tmp_path):
+    from benchmarks.layers import layer_rows, plot
+
+    metrics = [{"layers": [{"variant": "base B", "n": 0, "test_acc": 0.70 + s / 100},
+                           {"variant": "AnB", "n": 1, "test_acc": 0.72 + s / 100},
+                           {"variant": "AnB+", "n": 1, "test_acc": 0.74}, {"variant": "BnB", "n": 1, "test_acc": 0.7},
+                           {"variant": "BnB+", "n": 1, "test_acc": 0.71}]} for s in (0, 2)]
+    rows = layer_rows(metrics)
+    anb = next(r for r in rows if r["variant"] == "AnB")
+    assert anb["test_acc"] == 0.73 and anb["seeds"] == 2 and anb["seed_std"] > 0
+    assert plot(rows, tmp_path / "layers.png").stat().st_size > 0

@@ -1,0 +1,160 @@
+"""Few-shot episodes, multi-task losses and block freezing (notebook 09): the helpers and the notebook's own code."""
+
+from __future__ import annotations
+
+import ast
+import copy
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from helpers import models, parameters, torch_train
+from helpers import transferability as tr
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "09_few_shot_multi_task.py"
+
+
+def notebook_definition(name: str, namespace: dict[str, Any]) -> Any:
+    """Define a function or class exactly as notebook 09 writes it (its py:percent twin) in `namespace`."""
+    kinds = (ast.FunctionDef, ast.ClassDef)
+    found = [node for node in ast.walk(ast.parse(NOTEBOOK.read_text())) if isinstance(node, kinds)
+             and node.name == name]
+    assert len(found) == 1, f"notebook 09 defines {name} {len(found)} times"
+    exec(compile(ast.Module([found[0]], type_ignores=[]), str(NOTEBOOK), "exec"), namespace)
+    return namespace[name]
+
+
+def namespace() -> dict[str, Any]:
+    """What the notebook's cells import."""
+    from tqdm.auto import tqdm
+
+    return {"np": np, "torch": torch, "nn": nn, "copy": copy, "models": models, "torch_train": torch_train,
+            "tqdm": tqdm}
+
+
+# ------------------------------------------------------------------------------------------- few-shot
+
+def test_episodes_are_disjoint_balanced_and_drawn_from_the_chosen_classes():
+    labels = np.repeat(np.arange(5), 30)
+    rng = np.random.default_rng(0)
+    for k in (1, 5, 10):
+        support, query, classes = tr.sample_episode(labels, 3, k, 15, rng)
+        assert not set(support) & set(query)
+        assert sorted(np.unique(labels[support])) == sorted(classes) == sorted(np.unique(labels[query]))
+        assert all((labels[support] == c).sum() == k and (labels[query] == c).sum() == 15 for c in classes)
+
+
+@pytest.mark.parametrize("n_way, k, query, message", [
+    (6, 1, 15, "N_WAY=6 is out of range: an episode needs 2 to 5 classes"),
+    (1, 1, 15, "N_WAY=1 is out of range"),
+    (5, 20, 15, "K=20 support plus 15 query images per class need 35 images of each class; the smallest class "
+                "has 30"),
+])
+def test_impossible_episodes_are_refused_with_the_valid_range(n_way, k, query, message):
+    with pytest.raises(ValueError, match=message):
+        tr.sample_episode(np.repeat(np.arange(5), 30), n_way, k, query, np.random.default_rng(0))
+
+
+def test_prototypes_are_the_class_means_of_the_support_features():
+    prototype_predict = notebook_definition("prototype_predict", namespace())
+    rng = np.random.default_rng(0)
+    support_x, support_y = rng.normal(size=(10, 4)), np.repeat([3, 7], 5)
+    means = np.stack([support_x[:5].mean(0), support_x[5:].mean(0)])
+    queries = means + rng.normal(scale=1e-3, size=means.shape)  # a query at each mean goes to that class
+    assert prototype_predict(support_x, support_y, queries).tolist() == [3, 7]
+    midpoint = means.mean(0)  # points past the midpoint, towards each mean, go to that mean's class
+    assert prototype_predict(support_x, support_y, np.stack([midpoint + 0.1 * (means[1] - midpoint)])).tolist() == [7]
+
+
+def test_cosine_classifier_ignores_feature_scale():
+    cosine_predict = notebook_definition("cosine_predict", namespace())
+    support_x = np.array([[1.0, 0.0], [2.0, 0.1], [0.0, 1.0], [0.1, 3.0]])
+    support_y = np.array([0, 0, 1, 1])
+    assert cosine_predict(support_x, support_y, np.array([[100.0, 1.0], [0.01, 0.5]])).tolist() == [0, 1]
+
+
+def test_mean_interval_matches_the_normal_formula():
+    values = [0.2, 0.4, 0.6, 0.8]
+    mean, half = tr.mean_interval(values)
+    assert mean == pytest.approx(0.5) and half == pytest.approx(1.959964 * np.std(values, ddof=1) / 2, rel=1e-5)
+
+
+# ------------------------------------------------------------------------------------------- multi-task
+
+def test_the_two_head_losses_combine_as_weighted():
+    loss_fn = notebook_definition("multi_task_loss", namespace())
+    torch.manual_seed(0)
+    source_logits, target_logits = torch.randn(6, 5), torch.randn(6, 5)
+    labels, task = torch.tensor([0, 1, 2, 3, 4, 0]), torch.tensor([0, 0, 0, 1, 1, 1])
+    source_ce = nn.functional.cross_entropy(source_logits[:3], labels[:3])
+    target_ce = nn.functional.cross_entropy(target_logits[3:], labels[3:])
+    for weight in (0.0, 0.3, 1.0):
+        torch.testing.assert_close(loss_fn(source_logits, target_logits, labels, task, weight),
+                                   (1 - weight) * source_ce + weight * target_ce)
+    only_target = loss_fn(source_logits, target_logits, labels, torch.ones(6, dtype=torch.long), 1.0)
+    assert torch.isfinite(only_target)  # a batch of one task (sequential transfer) is fine
+
+
+def test_mixed_batches_hold_both_tasks_half_and_half():
+    x = np.zeros((40, 32, 32, 3), dtype=np.uint8)
+    batches = tr.mixed_batches((x, np.zeros(40, dtype=int)), (x[:10], np.ones(10, dtype=int)), 16, seed=0)
+    for _ in range(3):
+        images, labels, task = next(batches)
+        assert images.shape[0] == 16 and task.tolist() == [0] * 8 + [1] * 8
+        assert (labels[task == 1] == 1).all()
+
+
+# ------------------------------------------------------------------------------------------- blocks
+
+def test_copying_n_blocks_copies_exactly_those_statistics_included():
+    torch.manual_seed(0)
+    base = models.course_net(5)
+    for module in base.modules():  # give every BatchNorm non-default statistics
+        if isinstance(module, nn.BatchNorm2d | nn.BatchNorm1d):
+            module.running_mean.uniform_()
+    copied = tr.copy_first_blocks(base, 2, 5, seed=1)
+    for name, tensor in tr.block_state(base, 2).items():
+        torch.testing.assert_close(tensor, tr.block_state(copied, 2)[name])
+    third = tr.course_blocks(copied)[2]
+    assert not torch.equal(third.widen[0].weight, tr.course_blocks(base)[2].widen[0].weight)
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_the_notebooks_loop_leaves_frozen_blocks_unchanged(n):
+    """Train with the notebook's own loop: the first n blocks (BatchNorm statistics too) stay exactly as copied."""
+    train_on_b = notebook_definition("train_on_b", namespace())
+    torch.manual_seed(0)
+    net = tr.copy_first_blocks(models.course_net(5), n, 5, seed=0)
+    frozen = tr.freeze_first_blocks(net, n)
+    before, everything_before = tr.block_state(net, n), tr.block_state(net, 4)
+    images = np.random.default_rng(0).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
+    train_on_b(net, frozen, tr.endless_batches(images, np.arange(64) % 5, 16, seed=0), steps=12, desc="test")
+    after = tr.block_state(net, n)
+    for name, tensor in before.items():
+        torch.testing.assert_close(tensor, after[name], msg=name)
+    changed = [name for name, tensor in tr.block_state(net, 4).items()
+               if name not in before and not torch.equal(tensor, everything_before[name])]
+    assert changed  # the blocks above n did train
+
+
+@pytest.mark.parametrize("n", [-1, 5])
+def test_block_counts_outside_zero_to_l_are_refused(n):
+    with pytest.raises(ValueError, match="L=4 blocks, so n must be 0 to 4"):
+        tr.copy_first_blocks(models.course_net(5), n, 5, seed=0)
+    with pytest.raises(ValueError, match="n must be 0 to 4"):
+        tr.freeze_first_blocks(models.course_net(5), n)
+
+
+def test_unknown_part_and_bad_ranges_are_refused():
+    declared = {"PART": str, "N_WAY": int, "SHOTS": list, "TASK_WEIGHT": float}
+    good = {"__annotations__": declared, "PART": "all", "N_WAY": 5, "SHOTS": [1, 5], "TASK_WEIGHT": 0.5}
+    parameters.check_parameters(good, choices={"PART": tr.PARTS})
+    for bad, message in (({"PART": "zero_shot"}, "PART='zero_shot' is not one of: all, few_shot"),
+                         ({"SHOTS": [0, 5]}, "SHOTS=\\[0, 5\\] is out of range"),
+                         ({"TASK_WEIGHT": 1.5}, "TASK_WEIGHT=1.5 is out of range")):
+        with pytest.raises(parameters.ParameterError, match=message):
+            parameters.check_parameters({**good, **bad}, choices={"PART": tr.PARTS})
