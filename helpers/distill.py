@@ -60,8 +60,8 @@ def seconds_per_image(model: nn.Module, images: np.ndarray, batch_size: int = 25
     import time
 
     loader = torch_data.make_loader(images, np.zeros(len(images), dtype=int), train=False, batch_size=batch_size)
-    batches = [x for x, _ in loader]
-    model.eval()
+    batches = [x.contiguous(memory_format=torch.channels_last) for x, _ in loader]
+    model = torch_train.to_device(model, torch.device("cpu")).eval()  # both models in the same memory layout
     best = math.inf
     with torch.no_grad():
         for _ in range(repeats + 1):
@@ -142,17 +142,28 @@ def teacher_path(record: dict[str, Any]) -> Path:
     return next(iter(cached_files("teachers", name)), cache_dir("teachers") / name)
 
 
-def load_teacher(path: Path, task: str, class_names: list[str]) -> tuple[models.TransferNet, dict[str, Any]]:
-    """Load a teacher checkpoint, refusing one fine-tuned for another task or class set (the head would lie)."""
+def load_teacher(path: Path, record: dict[str, Any]) -> tuple[models.TransferNet, dict[str, Any]]:
+    """Load a teacher checkpoint for the run described by `record`, refusing one made for another run.
+
+    Another task or class set would make its head lie; other labelled images, data or source model would let
+    it carry labels of images this run treats as unlabelled (its pseudo-labels would leak them).
+    """
     sidecar = path.with_suffix(".json")
     meta = json.loads(sidecar.read_text()) if sidecar.exists() else {}
-    wanted = {"kind": "teacher", "task": task, "classes": list(class_names)}
+    wanted = {"kind": "teacher", "task": record["task"], "classes": list(record["classes"])}
     if meta and any(meta.get(key) != value for key, value in wanted.items()):
         raise TeacherMismatch(
             f"{path} is a {meta.get('kind', 'model')} for task {meta.get('task')!r} with classes "
-            f"{meta.get('classes')}, but this run needs a teacher for task {task!r} with classes "
-            f"{list(class_names)}. Pass TEACHER=None to fine-tune a teacher for this task (cached for later runs), "
-            "or the path of one made for it.")
+            f"{meta.get('classes')}, but this run needs a teacher for task {record['task']!r} with classes "
+            f"{list(record['classes'])}. Pass TEACHER=None to fine-tune a teacher for this task (cached for later "
+            "runs), or the path of one made for it.")
+    differs = [key for key in ("data", "labelled", "num_labelled", "source_sha256") if meta.get(key) != record[key]]
+    if meta and differs:
+        raise TeacherMismatch(
+            f"{path} was fine-tuned with other {', '.join(differs)} than this run ({meta.get('num_labelled')} "
+            f"labelled images against {record['num_labelled']}): it may have seen the labels of images this run "
+            "keeps unlabelled, so its pseudo-labels would leak them. Pass TEACHER=None to fine-tune one on this "
+            "run's labelled images (same LABELS_PER_CLASS and SEED), or the path of one made for them.")
     return models.load_checkpoint(path)
 
 
@@ -184,7 +195,7 @@ def teacher(source: models.TransferNet, source_meta: dict[str, Any], images: np.
     """Return the cached teacher for `record` (or the checkpoint at `path`), fine-tuning and caching it if new."""
     chosen = path or teacher_path(record)
     if chosen.exists() or path is not None:
-        net, meta = load_teacher(chosen, record["task"], record["classes"])
+        net, meta = load_teacher(chosen, record)
         return net.eval(), {**meta, "checkpoint": str(chosen), "cached": True}
     import copy
 

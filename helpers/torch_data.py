@@ -31,8 +31,8 @@ def colour_jitter_cutout(images: torch.Tensor, strength: float = 0.4, hole: int 
                          generator: torch.Generator | None = None) -> torch.Tensor:
     """Add strong noise to a float NCHW batch in [0, 1], every image its own, in one go.
 
-    A brightness, contrast and saturation change (up to +-`strength`), then a `hole`-pixel square cut out
-    (DeVries & Taylor, 2017).
+    A brightness, contrast and saturation change (up to +-`strength`), then a square of 2 * (`hole` // 2) + 1
+    pixels (13 by default) set to grey around a random centre (cutout, DeVries & Taylor, 2017), clipped at the edges.
     """
     n, _, height, width = images.shape
     factor = lambda: 1 + (torch.rand(n, 1, 1, 1, generator=generator) * 2 - 1) * strength  # noqa: E731

@@ -272,8 +272,8 @@ if METHOD in ("all", "distillation"):
 # ## 5 · The same distillation in Keras
 # A `keras.Model` subclass with its own `train_step`, in the style of the Keras distillation example: the
 # student's forward pass under a `GradientTape`, the same loss (Keras's `kl_divergence` on the softened
-# predictions, times T², plus cross-entropy on the labelled rows), the same teacher logits, images, steps and
-# schedule, and the Keras twin of the student architecture. Batches carry each image's row number, so the step
+# predictions, times T², plus cross-entropy on the labelled rows), the same teacher logits, images and steps,
+# and the Keras twin of the student architecture. Batches carry each image's row number, so the step
 # looks up its teacher logits and label.
 
 # %%
@@ -320,8 +320,9 @@ if METHOD in ("all", "distillation"):
     base, head = keras_models.course_net_keras(num_classes, distill.STUDENT_WIDTHS)
     keras_student = keras.Sequential([base, head])
     keras_steps = config["sweep_steps"]
-    schedule = keras.optimizers.schedules.CosineDecay(0.0, keras_steps, warmup_target=0.05,
-                                                      warmup_steps=keras_steps // 5)
+    warmup = keras_steps // 5  # Keras decays over decay_steps *after* the warm-up: together, keras_steps
+    schedule = keras.optimizers.schedules.CosineDecay(0.0, keras_steps - warmup, warmup_target=0.05,
+                                                      warmup_steps=warmup)
     distiller = Distiller(keras_student, teacher_logits.numpy(), y_student.numpy(), TEMPERATURE, ALPHA)
     distiller.compile(optimizer=keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, weight_decay=5e-4))
     batches = tf_data.make_tf_dataset(x_student, np.arange(len(x_student)), train=True, batch_size=128, seed=SEED)
@@ -362,6 +363,9 @@ def pseudo_label(probs: np.ndarray, threshold: float, balance: bool) -> tuple[np
     keep = np.flatnonzero(confidence >= threshold)
     if balance and len(keep):
         per_class = min(int((predicted[keep] == c).sum()) for c in range(probs.shape[1]))
+        if per_class == 0:
+            print(f"No class-balanced pseudo-labels at threshold {threshold}: some class has no confident "
+                  "prediction. Lower THRESHOLD or set BALANCE=False.")
         keep = np.concatenate([keep[predicted[keep] == c][np.argsort(-confidence[keep][predicted[keep] == c],
                                                                      kind="stable")[:per_class]]
                                for c in range(probs.shape[1])])
@@ -445,7 +449,7 @@ if METHOD in ("all", "self_training"):
         results[f"self-training, round {number}"], test_probs[f"self-training, round {number}"] = accuracy, probs
     print(reporting.markdown_table([{"model": "teacher (LP-FT)", "test_acc": round(teacher_acc, 4)}]
                                    + [{"model": f"student, round {r['round']}", "kept": r["kept"],
-                                       "pseudo_right": round(r["pseudo_right"], 3), "test_acc": round(r["test_acc"], 4),
+                                       "pseudo_right": r["pseudo_right"], "test_acc": round(r["test_acc"], 4),
                                        "seconds": round(r["seconds"])} for r in rounds],
                                    ["model", "kept", "pseudo_right", "test_acc", "seconds"]))
 
@@ -468,9 +472,9 @@ if METHOD == "all":
     seconds["self-training, keep everything, no noise"] = time.perf_counter() - start
     print(reporting.markdown_table([
         {"setting": f"threshold {THRESHOLD}, balance {BALANCE}, strong noise", "kept": rounds[0]["kept"],
-         "pseudo_right": round(rounds[0]["pseudo_right"], 3), "test_acc": round(rounds[0]["test_acc"], 4)},
+         "pseudo_right": rounds[0]["pseudo_right"], "test_acc": round(rounds[0]["test_acc"], 4)},
         {"setting": "keep everything, no noise", "kept": biased_info["kept"],
-         "pseudo_right": round(biased_info["pseudo_right"], 3),
+         "pseudo_right": biased_info["pseudo_right"],
          "test_acc": round(results["self-training, keep everything, no noise"], 4)},
         {"setting": "(teacher)", "test_acc": round(teacher_acc, 4)}], ["setting", "kept", "pseudo_right", "test_acc"]))
 

@@ -194,12 +194,16 @@ def test_a_teacher_for_another_class_set_is_refused(data_root):
     target, labelled = task["target"], task["labelled_idx"]
     _, info = distill.teacher(models.course_net(5), {}, target.x_train[labelled], target.y_train[labelled], record)
     with pytest.raises(distill.TeacherMismatch, match="classes .* but this run needs a teacher for task 'target'"):
-        distill.load_teacher(Path(info["checkpoint"]), "target", ["cat", "dog", "frog", "horse", "ship"])
+        distill.load_teacher(Path(info["checkpoint"]), {**record, "classes": ["cat", "dog", "frog", "horse", "ship"]})
+    other_labels = {**record, "labelled": "another label set", "num_labelled": 500}
+    with pytest.raises(distill.TeacherMismatch, match="fine-tuned with other labelled, num_labelled than this run"):
+        distill.load_teacher(Path(info["checkpoint"]), other_labels)  # it may know the pool's labels
+    distill.load_teacher(Path(info["checkpoint"]), record)  # its own run's record is accepted
     source_path = data_root / "source.pt"  # a source model is no teacher, whatever its classes
     models.save_checkpoint(models.course_net(5), {"classes": target.class_names, "widths": [16, 32, 64, 256],
                                                   "task": "source"}, source_path)
     with pytest.raises(distill.TeacherMismatch, match="is a model for task 'source'"):
-        distill.load_teacher(source_path, "target", target.class_names)
+        distill.load_teacher(source_path, record)
 
 
 def test_a_student_larger_than_its_teacher_is_warned_about():

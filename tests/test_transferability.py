@@ -70,11 +70,16 @@ def test_prototypes_are_the_class_means_of_the_support_features():
     assert prototype_predict(support_x, support_y, np.stack([midpoint + 0.1 * (means[1] - midpoint)])).tolist() == [7]
 
 
-def test_cosine_classifier_ignores_feature_scale():
-    cosine_predict = notebook_definition("cosine_predict", namespace())
-    support_x = np.array([[1.0, 0.0], [2.0, 0.1], [0.0, 1.0], [0.1, 3.0]])
+def test_cosine_classifier_goes_by_angle_where_prototypes_go_by_distance():
+    ns = namespace()
+    cosine_predict, prototype_predict = (notebook_definition(name, ns) for name in ("cosine_predict",
+                                                                                    "prototype_predict"))
+    support_x = np.array([[1.0, 0.0], [1.0, 0.1], [10.0, 10.0], [10.0, 11.0]])
     support_y = np.array([0, 0, 1, 1])
-    assert cosine_predict(support_x, support_y, np.array([[100.0, 1.0], [0.01, 0.5]])).tolist() == [0, 1]
+    query = np.array([[1.0, 1.0]])  # close to class 0's mean, at class 1's angle
+    assert cosine_predict(support_x, support_y, query).tolist() == [1]
+    assert prototype_predict(support_x, support_y, query).tolist() == [0]
+    assert cosine_predict(support_x, support_y, 100 * query).tolist() == [1]  # and scale does not matter
 
 
 def test_mean_interval_matches_the_normal_formula():
