@@ -154,9 +154,9 @@ if PART in ("all", "few_shot"):
 # class), so the expectation is that it catches up and overtakes. In our run (CIFAR-10 JPEG copy, seed 0, 600
 # episodes per K, intervals about ±0.005) that held only in part: at K = 1 the **cosine** prototypes led (0.512)
 # and the probe (0.497) beat the Euclidean prototypes (0.485): on these features the angle told the classes
-# apart better than the distance; at K = 5 the three were within their intervals (0.664 to 0.670); at K = 10 the probe led (0.713
-# against 0.706 and 0.703). Chen et al. (2019) report the same pattern on larger benchmarks: with good features,
-# simple baselines are hard to beat, and the gaps are small.
+# apart better than the distance; at K = 5 the three were within their intervals (0.664 to 0.670); at K = 10
+# the probe led (0.713 against 0.706 and 0.703). Chen et al. (2019) report the same pattern on larger
+# benchmarks: with good features, simple baselines are hard to beat, and the gaps are small.
 #
 # ## 2 · Multi-task: one trunk, two heads, trained together
 # The course model's trunk carries two heads: the **source head** (its 5 source classes, as trained in 03) and
