@@ -88,7 +88,7 @@ def train(model: nn.Module, images: np.ndarray, batch_loss: Callable[[torch.Tens
     model = torch_train.to_device(model, torch.device("cpu"))  # channels-last: about a quarter faster on a CPU
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.2)
-    batches = _cycle(images, min(batch_size, len(images)), seed, strong)
+    batches = torch_data.endless_batches(images, np.arange(len(images)), batch_size, seed, strong)  # labels: rows
     model.train()
     for _ in tqdm(range(steps), desc=desc, unit="step"):
         x, index = next(batches)
@@ -98,17 +98,6 @@ def train(model: nn.Module, images: np.ndarray, batch_loss: Callable[[torch.Tens
         optimizer.step()
         scheduler.step()
     return model.eval()
-
-
-def _cycle(images: np.ndarray, batch_size: int, seed: int, strong: bool):
-    """Yield (augmented batch, row numbers) forever, reshuffled each pass."""
-    while True:
-        loader = torch_data.make_loader(images, np.arange(len(images)), train=True, batch_size=batch_size, seed=seed,
-                                        strong=strong)
-        for x, index in loader:
-            if len(index) == batch_size:  # full batches only: BatchNorm on a batch of 1 or 2 is noise
-                yield x, index
-        seed += 1
 
 
 def predict_logits(model: nn.Module, images: np.ndarray, flip_tta: bool = True) -> np.ndarray:

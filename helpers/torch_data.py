@@ -103,3 +103,16 @@ def make_loader(images: np.ndarray, labels: np.ndarray, train: bool, image_size:
 
     return DataLoader(ArrayDataset(images, labels), batch_size=batch_size, shuffle=train, collate_fn=collate,
                       generator=torch.Generator().manual_seed(seed), pin_memory=torch.cuda.is_available())
+
+
+def endless_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, strong: bool = False):
+    """Cycle forever over augmented, shuffled full batches (channels-last, as the CPU prefers), reshuffled each pass.
+
+    Only full batches: BatchNorm on a batch of 1 or 2 is noise. `strong` adds colour jitter and cutout.
+    """
+    batch_size = min(batch_size, len(images))
+    while True:
+        for x, y in make_loader(images, labels, train=True, batch_size=batch_size, seed=seed, strong=strong):
+            if len(y) == batch_size:
+                yield x.contiguous(memory_format=torch.channels_last), y
+        seed += 1

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from . import models
+from .torch_data import endless_batches
 
 PARTS = ("all", "few_shot", "multi_task", "transferability")
 VARIANTS = ("AnB", "AnB+", "BnB", "BnB+")  # Yosinski et al. (2014): copied from A or B, frozen or fine-tuned (+)
@@ -112,15 +113,3 @@ def mixed_batches(first: tuple[np.ndarray, np.ndarray], second: tuple[np.ndarray
     while True:
         (xa, ya), (xb, yb) = next(streams[0]), next(streams[1])
         yield torch.cat([xa, xb]), torch.cat([ya, yb]), torch.cat([torch.zeros(len(ya)), torch.ones(len(yb))]).long()
-
-
-def endless_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int) -> Any:
-    """Cycle forever over augmented, shuffled full batches (channels-last, as the CPU prefers)."""
-    from . import torch_data
-
-    batch_size = min(batch_size, len(images))
-    while True:
-        for x, y in torch_data.make_loader(images, labels, train=True, batch_size=batch_size, seed=seed):
-            if len(y) == batch_size:
-                yield x.contiguous(memory_format=torch.channels_last), y
-        seed += 1
