@@ -25,7 +25,7 @@
 # - See confirmation bias: a student that learns its teacher's mistakes.
 # - Do distillation in Keras with a custom `train_step`.
 #
-# **Estimated time** (`cpu` profile, 2 CPU cores, CIFAR-10 JPEG copy): about 7 minutes (426 s in our run, with
+# **Estimated time** (`cpu` profile, 2 CPU cores, CIFAR-10 JPEG copy): about 7 minutes (408 s in our run, with
 # the teacher already cached; fine-tuning it takes well under a minute more); `smoke` about a minute and a half.
 # No GPU needed. The benchmark (`make bench-distill`) runs the longer versions behind the README's table.
 
@@ -346,7 +346,7 @@ if METHOD in ("all", "distillation"):
 # The two frameworks share the teacher, the data, the loss and the step count; their initialisations, the
 # weight-decay rule (Keras's `weight_decay` is decoupled, PyTorch's SGD adds it to the gradient), the
 # one-cycle against cosine schedules and the test-time flip differ, so expect them a few points apart, not
-# equal: 0.725 for Keras against 0.752 for PyTorch in our run.
+# equal: 0.729 for Keras against 0.752 for PyTorch in our run.
 #
 # ## 6 · Self-training: the pseudo-labelling step
 # Self-training turns the teacher's predictions on the pool into **hard** labels and keeps only those it is
@@ -454,7 +454,7 @@ if METHOD in ("all", "self_training"):
                                    ["model", "kept", "pseudo_right", "test_acc", "seconds"]))
 
 # %% [markdown]
-# In our run the noisy student reached 0.842 against its teacher's 0.828 (+1.4 points, 97 s for 400 steps on
+# In our run the noisy student reached 0.842 against its teacher's 0.828 (+1.4 points, 90 s for 400 steps on
 # 5,950 images). The benchmark gives the round more steps and the whole pool (README).
 #
 # ## 8 · Confirmation bias, measured
