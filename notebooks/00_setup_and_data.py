@@ -215,3 +215,11 @@ metrics_path = reporting.save_run(run_folder, config, cifar.identity,
 # - The source task (classes 0-4) and target task (classes 5-9, relabelled 0-4) are the backbone of the
 #   course's own transfer experiments.
 # - PyTorch and Keras read the same arrays through pipelines that agree to within float rounding.
+#
+# ## References
+# - Krizhevsky (2009). *Learning multiple layers of features from tiny images*. Technical report, University of
+#   Toronto (CIFAR-10).
+# - Pan, Yang (2010). *A survey on transfer learning*. IEEE Transactions on Knowledge and Data Engineering 22(10).
+# - Murray, Simsa, Klimovic, Indyk (2021). *tf.data: a machine learning data processing framework*. VLDB.
+# - Paszke et al. (2019). *PyTorch: an imperative style, high-performance deep learning library*. NeurIPS.
+# - Uieda et al. (2020). *Pooch: a friend to fetch your data files*. Journal of Open Source Software 5(45).
