@@ -51,7 +51,8 @@ config.update(seed=SEED, runs_dir=RUNS_DIR)
 
 # %% [markdown]
 # ## Find the runs
-# A run is a folder with a `metrics.json` written by notebook 04 or 05 and a `predictions.npz` beside it. Each
+# A run is a folder with a `metrics.json` written by notebook 04, 05, 08 or 09 and a `predictions.npz` beside it
+# (08: the distilled or self-trained student; 09: the multi-task network's target head). Each
 # record says how its choices were made: `labelled` (only the labelled images, the honest protocol) or `oracle`
 # (a 2,500-image validation split). Records written before the protocol existed used the big split: they count
 # as `oracle`.
@@ -113,7 +114,7 @@ print(markdown_table(rows, columns))
 # split, so they draw no curve: their recipe is fixed in advance.
 
 # %%
-curve_runs = [run for run in runs if any("val_acc" in h for h in run["metrics"]["history"])]
+curve_runs = [run for run in runs if any("val_acc" in h for h in run["metrics"].get("history", []))]  # 08, 09: none
 if curve_runs:
     budget = max(run["config"].get("labels_per_class") or 10**9 for run in curve_runs)
     fig, ax = plt.subplots(figsize=(7, 3.8))

@@ -65,7 +65,8 @@ device = torch.device("cpu")  # small models and many short runs: the CPU keeps 
 runtime.seed_everything(SEED)
 config = profiles.resolve_config("09_few_shot_multi_task", PROFILE, episodes=EPISODES, blocks=BLOCKS, seeds=SEEDS)
 config.update(dataset_requested=DATASET, part=PART, n_way=N_WAY, shots=SHOTS, query=QUERY,
-              labels_per_class=LABELS_PER_CLASS, task_weight=TASK_WEIGHT, seed=SEED)
+              labels_per_class=LABELS_PER_CLASS, task_weight=TASK_WEIGHT, seed=SEED, strategy="multi_task",
+              validation="labelled", weights="course")  # read by notebook 06 and the sweep, like a fine-tuning run
 run_start = time.perf_counter()
 
 cifar = data.load_dataset(DATASET, config["synthetic_train_per_class"], config["synthetic_test_per_class"], SEED)
@@ -445,12 +446,25 @@ if PART in ("all", "transferability"):
 
 # %% [markdown]
 # ## Record the run
+# `metrics.json` holds every table above with the configuration, data, weights and versions. When the
+# multi-task part ran, the multi-task network's target head is the run's main model: `test_acc` is its target
+# accuracy and `predictions.npz` its test predictions, so notebook 06 and the sweep read this run like a
+# fine-tuning run (strategy `multi_task`).
 
 # %%
 run_folder = reporting.run_dir("09_few_shot_multi_task", OUTPUT_DIR)
 metrics = {**results, "wall_seconds": round(time.perf_counter() - run_start, 1)}
+main_model = {}
+if PART in ("all", "multi_task"):
+    scored = torch_train.evaluate(Head(multi, 1), torch_data.make_loader(target.x_test, target.y_test, train=False,
+                                                                        batch_size=256), device)
+    reporting.save_predictions(run_folder, y_true=target.y_test, probs=scored["probs"].astype(np.float32))
+    metrics.update(test_acc=scored["acc"], main_model="multi-task, target head", num_labelled=len(y_target))
+    main_model = {"class_names": target.class_names, "test_predictions": scored["preds"]}
+else:
+    (run_folder / "predictions.npz").unlink(missing_ok=True)  # an earlier run's predictions are not this run's
 metrics_path = reporting.save_run(run_folder, config, target.identity, metrics, weights=weights_info,
-                                  framework="pytorch+keras")
+                                  framework="pytorch", **main_model)
 
 # %% [markdown]
 # ## Exercises

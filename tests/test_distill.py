@@ -3,7 +3,6 @@ loop, teachers that know their task, and the bad inputs the notebook refuses."""
 
 from __future__ import annotations
 
-import ast
 import copy
 import json
 import warnings
@@ -13,21 +12,16 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from notebook_code import notebook_definition
 from torch import nn
 
 from helpers import data, distill, models, parameters, splits, torch_data
 from helpers import transfer_math as tm
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "08_distillation_self_training.py"
-
 
 def notebook_function(name: str, namespace: dict[str, Any]) -> Any:
-    """Take a function exactly as notebook 08 writes it (its py:percent twin), defined in `namespace`."""
-    source = NOTEBOOK.read_text()
-    found = [node for node in ast.walk(ast.parse(source)) if isinstance(node, ast.FunctionDef) and node.name == name]
-    assert len(found) == 1, f"notebook 08 defines {name} {len(found)} times"
-    exec(compile(ast.Module([found[0]], type_ignores=[]), str(NOTEBOOK), "exec"), namespace)
-    return namespace[name]
+    """Take a function exactly as notebook 08 writes it, defined in `namespace`."""
+    return notebook_definition("08_distillation_self_training", name, namespace)
 
 
 def base_namespace(**extra: Any) -> dict[str, Any]:

@@ -2,30 +2,22 @@
 
 from __future__ import annotations
 
-import ast
 import copy
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from notebook_code import notebook_definition as definition_in
 from torch import nn
 
 from helpers import models, parameters, torch_train
 from helpers import transferability as tr
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "09_few_shot_multi_task.py"
-
 
 def notebook_definition(name: str, namespace: dict[str, Any]) -> Any:
-    """Define a function or class exactly as notebook 09 writes it (its py:percent twin) in `namespace`."""
-    kinds = (ast.FunctionDef, ast.ClassDef)
-    found = [node for node in ast.walk(ast.parse(NOTEBOOK.read_text())) if isinstance(node, kinds)
-             and node.name == name]
-    assert len(found) == 1, f"notebook 09 defines {name} {len(found)} times"
-    exec(compile(ast.Module([found[0]], type_ignores=[]), str(NOTEBOOK), "exec"), namespace)
-    return namespace[name]
+    """Define a function or class exactly as notebook 09 writes it, in `namespace`."""
+    return definition_in("09_few_shot_multi_task", name, namespace)
 
 
 def namespace() -> dict[str, Any]:
