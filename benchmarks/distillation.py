@@ -62,18 +62,20 @@ def main(argv: list[str] | None = None) -> int:
 
         drop_stale_runs(root, load_checkpoint(checkpoint_path(args.profile))[1]["sha256"])
     common = {"PROFILE": [args.profile], "POOL_IMAGES": [0]}
-    self_training = []
-    for labels in args.labels:  # every seed at 50 labels per class (the target), the first seed elsewhere
-        seeds = list(range(args.seeds)) if labels == 50 else list(range(args.other_seeds))
-        self_training += run_sweep("08_distillation_self_training",
-                                   {**common, "METHOD": ["self_training"], "SELF_TRAINING_STEPS": [args.steps],
-                                    "LABELS_PER_CLASS": [labels], "SEED": seeds}, root / "self_training")
-    distillation = []
-    for labels in [n for n in args.labels if n in (50, 500)] or args.labels[:1]:  # every seed where the gap is tight
-        seeds = list(range(args.seeds)) if labels == 500 else list(range(args.other_seeds))
-        distillation += run_sweep("08_distillation_self_training",
-                                  {**common, "METHOD": ["distillation"], "STUDENT_STEPS": [args.student_steps],
-                                   "LABELS_PER_CLASS": [labels], "SEED": seeds}, root / "distillation")
+
+    def runs(method: str, steps: dict, label_counts: list[int], target_labels: int) -> list[dict]:
+        """One sweep per label count: every seed at the count whose target is checked, fewer elsewhere."""
+        results = []
+        for labels in label_counts:
+            seeds = list(range(args.seeds if labels == target_labels else args.other_seeds))
+            results += run_sweep("08_distillation_self_training", {**common, "METHOD": [method], **steps,
+                                                                    "LABELS_PER_CLASS": [labels], "SEED": seeds},
+                                 root / method)
+        return results
+
+    self_training = runs("self_training", {"SELF_TRAINING_STEPS": [args.steps]}, args.labels, 50)
+    distillation = runs("distillation", {"STUDENT_STEPS": [args.student_steps]},
+                        [n for n in args.labels if n in (50, 500)] or args.labels[:1], 500)
     records = {name: [r for r in map(read_metrics, results) if r]
                for name, results in (("self_training", self_training), ("distillation", distillation))}
     if not any(records.values()):
