@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import stats
 from scipy.optimize import minimize_scalar
 from sklearn.metrics import (
+    auc,
+    average_precision_score,
     confusion_matrix,
     f1_score,
+    precision_recall_curve,
     precision_recall_fscore_support,
     roc_auc_score,
+    roc_curve,
     top_k_accuracy_score,
 )
 
@@ -114,3 +119,38 @@ def bootstrap_difference(labels: np.ndarray, preds_a: np.ndarray, preds_b: np.nd
     labels = np.asarray(labels)
     gain = (np.asarray(preds_a) == labels).astype(float) - (np.asarray(preds_b) == labels).astype(float)
     return _bootstrap_mean(gain, level, resamples, seed)
+
+
+def one_vs_rest_curves(labels: np.ndarray, probs: np.ndarray) -> list[dict[str, np.ndarray | float]]:
+    """Per class, its one-vs-rest ROC curve with AUC and precision-recall curve with average precision."""
+    _check(labels, probs)
+    curves = []
+    for k in range(probs.shape[1]):
+        positive = np.asarray(labels) == k
+        fpr, tpr, _ = roc_curve(positive, probs[:, k])
+        precision, recall, _ = precision_recall_curve(positive, probs[:, k])
+        curves.append({"fpr": fpr, "tpr": tpr, "auc": float(auc(fpr, tpr)), "precision": precision,
+                       "recall": recall, "average_precision": float(average_precision_score(positive, probs[:, k]))})
+    return curves
+
+
+def mcnemar(labels: np.ndarray, preds_a: np.ndarray, preds_b: np.ndarray) -> dict[str, float]:
+    """McNemar's exact test of two classifiers on the same images: equal accuracy, judged on disagreements.
+
+    Only the discordant images count: `only_a` right by A alone, `only_b` by B alone. Under the null hypothesis
+    (equal accuracy) each discordant image is a fair coin, so the p-value is a two-sided exact binomial test.
+    """
+    right_a, right_b = np.asarray(preds_a) == labels, np.asarray(preds_b) == labels
+    only_a, only_b = int((right_a & ~right_b).sum()), int((~right_a & right_b).sum())
+    p_value = stats.binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
+    return {"only_a": only_a, "only_b": only_b, "p_value": float(p_value)}
+
+
+def paired_permutation_p(labels: np.ndarray, preds_a: np.ndarray, preds_b: np.ndarray, resamples: int = 9999,
+                         seed: int = 0) -> float:
+    """Two-sided p-value for equal accuracy by swapping A's and B's answers image by image (scipy)."""
+    right_a = (np.asarray(preds_a) == labels).astype(float)
+    right_b = (np.asarray(preds_b) == labels).astype(float)
+    result = stats.permutation_test((right_a, right_b), lambda a, b: a.mean() - b.mean(), permutation_type="samples",
+                                    n_resamples=resamples, rng=np.random.default_rng(seed))
+    return float(result.pvalue)

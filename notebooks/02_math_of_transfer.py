@@ -41,6 +41,7 @@ from torch import nn
 
 from helpers import (
     data,
+    exercises,
     metrics,
     models,
     parameters,
@@ -503,7 +504,26 @@ metrics_path = reporting.save_run(run_folder, config, cifar.identity,
 #    term: the factor scales only the distillation term. Multiplying α itself would also shrink 1 − α.
 #
 # </details>
-#
+
+# %% [markdown]
+# ### Coding exercise
+# 5. A linear probe is fitted on standardised features, (x − μ)/σ. To use it as the network's new head,
+#    fold the standardisation into the layer: find W′ and b′ with W′x + b′ = W (x − μ)/σ + b for every x.
+#    Replace the `raise` line with your code, then run the check cell (notebook 05 turns its probe into a head
+#    this way). Reference solution: `solutions/02_math_of_transfer.py`.
+
+# %%
+def fold_standardisation(weight: np.ndarray, bias: np.ndarray, mean: np.ndarray, scale: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """Return (W', b') such that W' x + b' = W (x - mean) / scale + b."""
+    raise NotImplementedError  # your code here
+
+
+# %%
+exercises.check("02.1", fold_standardisation)
+
+
+# %% [markdown]
 # ## Summary
 # - A linear probe on frozen features is a convex problem with one optimum; ridge gives a closed form.
 # - Fine-tuning finds a nearby minimum; a low learning rate keeps it near the source weights.

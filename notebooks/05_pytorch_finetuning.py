@@ -55,7 +55,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from helpers import data, models, parameters, plots, profiles, reporting, runtime, splits, torch_data, torch_train
+from helpers import (
+    data,
+    exercises,
+    models,
+    parameters,
+    plots,
+    profiles,
+    reporting,
+    runtime,
+    splits,
+    torch_data,
+    torch_train,
+)
 from helpers import transfer_math as tm
 
 parameters.check_parameters(globals(), choices={  # unknown names, wrong types, out-of-range values: refused here
@@ -342,7 +354,39 @@ metrics_path = reporting.save_run(run_folder, config, target.identity, metrics, 
 #    10 labels is usually within the noise.
 #
 # </details>
+
+# %% [markdown]
+# ### Coding exercises
+# 4. Write `freeze_all_but_last_stage(model)`: leave only the last residual stage (`features.stage3`), the
+#    feature BatchNorm (`features.norm`) and the head trainable, and return the number of trainable parameters.
+# 5. Write the L2-SP penalty, α/2 Σ‖w − w⁰‖² over the transferred weights plus β/2 Σ‖v‖² over the new head's
+#    weights, as a tensor that gradients flow through.
 #
+# Replace each `raise` line with your code and run the check cell below it. Reference solutions:
+# `solutions/05_pytorch_finetuning.py`.
+
+# %%
+def freeze_all_but_last_stage(model: nn.Module) -> int:
+    """Freeze everything except features.stage3, features.norm and head; return the trainable count."""
+    raise NotImplementedError  # your code here
+
+
+# %%
+exercises.check("05.1", freeze_all_but_last_stage)
+
+
+# %%
+def l2sp(params: list[torch.Tensor], anchors: list[torch.Tensor], head: list[torch.Tensor], alpha: float,
+         beta: float) -> torch.Tensor:
+    """alpha/2 sum ||w - w0||^2 over the transferred weights + beta/2 sum ||v||^2 over the head."""
+    raise NotImplementedError  # your code here
+
+
+# %%
+exercises.check("05.2", l2sp)
+
+
+# %% [markdown]
 # ## Summary
 # - Transfer = keep the extractor, replace the head; strategies differ in what they let change, and how fast.
 # - Freezing means no gradients *and* BatchNorm in eval mode.

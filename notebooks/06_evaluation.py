@@ -8,7 +8,8 @@
 #
 # **Learning objectives**
 # - Report accuracy with a bootstrap confidence interval, and compare runs only beyond their noise.
-# - Read a confusion matrix, per-class precision/recall/F1 and one-vs-rest ROC-AUC.
+# - Read a confusion matrix, per-class precision/recall/F1, and one-vs-rest ROC and precision-recall curves.
+# - Compare two runs on the same test images with paired tests: McNemar's exact test and a permutation test.
 # - Measure calibration (expected calibration error, reliability diagram) and fix it with temperature
 #   scaling fitted on held-out predictions.
 # - Draw the data-efficiency curve and read off what transfer saves.
@@ -37,7 +38,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from helpers import course, data, metrics, parameters, paths, plots, profiles, reporting, runtime, splits
+from helpers import course, data, exercises, metrics, parameters, paths, plots, profiles, reporting, runtime, splits
 from helpers.reporting import markdown_table
 from helpers.sweep import run_one
 
@@ -163,6 +164,69 @@ for name, scores in summary["per_class"].items():
     print(f"  {name:12s} precision {scores['precision']:.3f}  recall {scores['recall']:.3f}  f1 {scores['f1']:.3f}")
 print(f"macro F1 {summary['macro_f1']:.3f}, weighted F1 {summary['weighted_f1']:.3f}, "
       f"one-vs-rest ROC-AUC {summary['roc_auc_ovr']:.3f}, top-2 accuracy {summary['top2_accuracy']:.3f}")
+
+# %% [markdown]
+# ### ROC and precision-recall curves
+# Both curves sweep the decision threshold instead of taking the arg-max. For one class against the rest:
+# - the **ROC curve** plots the true-positive rate (recall) against the false-positive rate; its area, the
+#   **AUC**, is the probability that a random image of the class scores higher than a random image of another
+#   class (0.5 is chance, 1 is a perfect ranking);
+# - the **precision-recall curve** plots precision against recall; its summary, the **average precision**, is
+#   the mean precision over the recall steps. With one class against four others, negatives outnumber
+#   positives 4 to 1, and precision shows the false alarms that the ROC's false-positive rate dilutes.
+
+# %%
+curves = metrics.one_vs_rest_curves(pred["y_true"], pred["probs"])
+fig, (roc_ax, pr_ax) = plt.subplots(1, 2, figsize=(10, 4))
+for name, curve in zip(names, curves, strict=True):
+    roc_ax.plot(curve["fpr"], curve["tpr"], label=f"{name} (AUC {curve['auc']:.3f})")
+    pr_ax.plot(curve["recall"], curve["precision"], label=f"{name} (AP {curve['average_precision']:.3f})")
+roc_ax.plot([0, 1], [0, 1], "k--", linewidth=0.8)
+roc_ax.set(xlabel="false-positive rate", ylabel="true-positive rate (recall)", title="ROC, one class vs rest")
+pr_ax.set(xlabel="recall", ylabel="precision", title="Precision-recall, one class vs rest")
+roc_ax.legend(fontsize=8)
+pr_ax.legend(fontsize=8)
+plt.show()
+
+# %% [markdown]
+# ### Two runs on the same test images: a paired test
+# Two intervals that overlap do not mean two runs are equal, and separate intervals ignore that both runs
+# answered the *same* images. A **paired** comparison looks only at the images on which the runs disagree.
+# **McNemar's test** counts the images only run A got right (b) and only run B got right (c); if the runs are
+# equally accurate, each such image is a fair coin, so the exact p-value is a two-sided binomial test of b
+# heads in b + c tosses. A **permutation test** asks the same question by swapping the two runs' answers on
+# randomly chosen images and seeing how often the accuracy gap is as large as the one observed. We compare the
+# run above with the run that differs from it only in strategy (same framework, labels, seed and test images),
+# full fine-tuning when it exists.
+
+# %%
+same_setting = ("labels_per_class", "seed", "validation")
+partners = [run for run in runs if run is not featured and run["framework"] == featured["framework"]
+            and all(run["config"].get(key) == featured["config"].get(key) for key in same_setting)
+            and run["config"]["strategy"] != featured["config"]["strategy"]
+            and np.array_equal(run["predictions"]["y_true"], pred["y_true"])]
+partner = max(partners, default=None, key=lambda run: run["config"]["strategy"] == "finetune_full")
+paired = None
+if partner is None:
+    print("No other run on the same test images with the same labels and seed: no paired test.")
+else:
+    preds_a, preds_b = pred["probs"].argmax(1), partner["predictions"]["probs"].argmax(1)
+    gap, low, high = metrics.bootstrap_difference(pred["y_true"], preds_a, preds_b,
+                                                  resamples=config["bootstrap_resamples"], seed=SEED)
+    paired = {"a": featured["config"]["strategy"], "b": partner["config"]["strategy"], "gap": gap,
+              "interval": [low, high], **metrics.mcnemar(pred["y_true"], preds_a, preds_b),
+              "permutation_p": metrics.paired_permutation_p(pred["y_true"], preds_a, preds_b, seed=SEED)}
+    print(f"A = {paired['a']}, B = {paired['b']} ({featured['framework']}, {featured_labels} labels per class, "
+          f"seed {featured['config']['seed']}, {len(pred['y_true'])} test images)\n"
+          f"accuracy A - B = {gap:+.4f}, paired 95% bootstrap interval [{low:+.4f}, {high:+.4f}]\n"
+          f"McNemar: right by A only {paired['only_a']}, by B only {paired['only_b']}, exact p = "
+          f"{paired['p_value']:.3g}; permutation test p = {paired['permutation_p']:.3g}")
+
+# %% [markdown]
+# Read the p-values against the gap: a small p says the gap is unlikely to be test-set noise, not that it is
+# large. The three numbers answer one question (is A's accuracy different from B's on these images?) from
+# different angles, so they usually agree; they say nothing about the *seed* noise, which only more runs
+# measure (see the first table's intervals and the data-efficiency curve's bars).
 
 # %% [markdown]
 # A grid of misclassified test images, with true and predicted labels: errors often make sense once seen.
@@ -322,7 +386,7 @@ print("\n".join(answers) if answers else "Not enough runs to answer; run a sweep
 # %%
 metrics_path = reporting.save_run(run_folder, config, {"runs_searched": str(search_root), "runs": len(runs)},
                                   {"table": rows, "featured_run": str(featured["folder"]),
-                                   "temperature": temperature,
+                                   "temperature": temperature, "paired_test": paired,
                                    "ece_before": ece_before, "ece_after": ece_after, "answers": answers,
                                    "oracle_inflation": inflation})
 
@@ -345,10 +409,31 @@ metrics_path = reporting.save_run(run_folder, config, {"runs_searched": str(sear
 #    above are the answer for your run.
 #
 # </details>
-#
+
+# %% [markdown]
+# ### Coding exercise
+# 4. Compute the expected calibration error by hand: put each prediction in one of `bins` equal-width bins on
+#    [0, 1] by its confidence (the top probability; a bin holds the confidences in (low, high]), and add up
+#    |accuracy − mean confidence| per bin, weighted by the fraction of images in the bin. Replace the `raise`
+#    line with your code and run the check. Reference solution: `solutions/06_evaluation.py`.
+
+# %%
+def ece_by_hand(labels: np.ndarray, probs: np.ndarray, bins: int) -> float:
+    """Expected calibration error over `bins` equal-width confidence bins."""
+    raise NotImplementedError  # your code here
+
+
+# %%
+exercises.check("06.1", ece_by_hand)
+
+
+# %% [markdown]
 # ## Summary
 # - Report accuracy with an interval; compare strategies only beyond their noise (seeds and test set).
-# - Confusion matrices and per-class scores show *which* classes fail; ROC-AUC ranks without a threshold.
+# - Confusion matrices and per-class scores show *which* classes fail; ROC and precision-recall curves judge the
+#   ranking at every threshold.
+# - Two runs on the same images: compare them paired (McNemar, permutation test, paired bootstrap), on the
+#   images where they disagree.
 # - Temperature scaling on held-out predictions corrects over- or under-confidence (read T) without changing a
 #   single prediction; label smoothing and test-time flips push this course's models towards under-confidence.
 # - With few labels, choose only on the labelled images; an oracle validation split flatters the result by
@@ -358,6 +443,11 @@ metrics_path = reporting.save_run(run_folder, config, {"runs_searched": str(sear
 # ## References
 # - Guo, Pleiss, Sun, Weinberger (2017). *On calibration of modern neural networks*. ICML.
 # - Efron, Tibshirani (1993). *An introduction to the bootstrap*. Chapman & Hall.
+# - McNemar (1947). *Note on the sampling error of the difference between correlated proportions or
+#   percentages*. Psychometrika.
+# - Dietterich (1998). *Approximate statistical tests for comparing supervised classification learning
+#   algorithms*. Neural Computation.
+# - Davis, Goadrich (2006). *The relationship between precision-recall and ROC curves*. ICML.
 # - Oliver, Odena, Raffel, Cubuk, Goodfellow (2018). *Realistic evaluation of deep semi-supervised learning
 #   algorithms*. NeurIPS.
 # - Müller, Kornblith, Hinton (2019). *When does label smoothing help?* NeurIPS.

@@ -88,3 +88,44 @@ def test_paired_bootstrap_difference_sees_a_real_gap_and_no_gap():
     assert 0.05 < gap < 0.15 and 0 < low < gap < high
     gap, low, high = metrics.bootstrap_difference(labels, good, good)
     assert gap == low == high == 0
+
+
+def test_bootstrap_interval_matches_scipy_bootstrap():
+    from scipy import stats
+
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 5, 1500)
+    preds = np.where(rng.random(1500) < 0.8, labels, (labels + 1) % 5)
+    _, low, high = metrics.bootstrap_accuracy(labels, preds, resamples=4000)
+    reference = stats.bootstrap(((preds == labels).astype(float),), np.mean, method="percentile", n_resamples=4000,
+                                rng=np.random.default_rng(7)).confidence_interval
+    assert low == pytest.approx(reference.low, abs=0.006) and high == pytest.approx(reference.high, abs=0.006)
+
+
+def test_mcnemar_counts_discordant_images_and_follows_the_exact_binomial():
+    labels = np.zeros(100, dtype=int)
+    a = np.r_[np.zeros(70), np.ones(30)].astype(int)  # right on the first 70
+    b = np.r_[np.ones(10), np.zeros(50), np.ones(40)].astype(int)  # right on images 10-59
+    result = metrics.mcnemar(labels, a, b)
+    assert (result["only_a"], result["only_b"]) == (20, 0)  # images 0-9 and 60-69 are A's alone; none are B's
+    assert result["p_value"] == pytest.approx(2 * 0.5**20)  # all 20 discordant images on one side
+    assert metrics.mcnemar(labels, a, a) == {"only_a": 0, "only_b": 0, "p_value": 1.0}
+
+
+def test_paired_tests_see_a_real_gap_and_not_a_null_one():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 5, 2000)
+    good = np.where(rng.random(2000) < 0.9, labels, (labels + 1) % 5)
+    worse = np.where(rng.random(2000) < 0.8, labels, (labels + 1) % 5)
+    twin = np.where(rng.random(2000) < 0.9, labels, (labels + 1) % 5)
+    assert metrics.mcnemar(labels, good, worse)["p_value"] < 1e-6
+    assert metrics.paired_permutation_p(labels, good, worse, resamples=999) < 0.01
+    assert metrics.mcnemar(labels, good, twin)["p_value"] > 0.01
+
+
+def test_one_vs_rest_curves_agree_with_the_summary_auc(predictions):
+    labels, probs = predictions
+    curves = metrics.one_vs_rest_curves(labels, probs)
+    assert len(curves) == 4 and all(0.5 < c["auc"] <= 1 and 0 < c["average_precision"] <= 1 for c in curves)
+    macro = np.mean([c["auc"] for c in curves])
+    assert macro == pytest.approx(metrics.classification_summary(labels, probs, list("abcd"))["roc_auc_ovr"])

@@ -1,0 +1,56 @@
+"""Every coding exercise's check passes on its reference solution and fails on the notebook's untouched stub."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from notebook_code import NOTEBOOKS, notebook_definition
+from torch import nn
+
+from helpers import exercises
+
+SOLUTIONS = Path(__file__).resolve().parents[1] / "solutions"
+CHECK_CALL = re.compile(r'exercises\.check\("([0-9.]+)", (\w+)\)')
+
+
+def exercise_cells() -> list[tuple[str, str, str]]:
+    """List (key, notebook, function) for every check cell the notebooks contain."""
+    return [(key, path.stem, function) for path in sorted(NOTEBOOKS.glob("*.py"))
+            for key, function in CHECK_CALL.findall(path.read_text())]
+
+
+def solution(notebook: str, function: str):
+    """Load the reference solution of one exercise from solutions/<notebook>.py."""
+    spec = importlib.util.spec_from_file_location(f"solutions_{notebook}", SOLUTIONS / f"{notebook}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, function)
+
+
+def test_every_check_has_one_cell_and_every_notebook_with_one_has_a_solution_file():
+    keys = [key for key, _, _ in exercise_cells()]
+    assert sorted(keys) == sorted(exercises.CHECKS) and len(set(keys)) == len(keys)
+    assert {notebook for _, notebook, _ in exercise_cells()} == {path.stem for path in SOLUTIONS.glob("*.py")}
+
+
+@pytest.mark.parametrize(("key", "notebook", "function"), exercise_cells())
+def test_check_passes_on_the_solution_and_fails_on_the_stub(key, notebook, function, capsys):
+    assert exercises.check(key, solution(notebook, function))
+    assert "✅" in capsys.readouterr().out
+    stub = notebook_definition(notebook, function, {"np": np, "torch": torch, "nn": nn})
+    assert not exercises.check(key, stub)  # no exception escapes: the learner sees a message
+    assert "❌" in (out := capsys.readouterr().out) and "not written yet" in out
+
+
+def test_a_wrong_answer_gets_a_message_not_a_traceback(capsys):
+    assert not exercises.check("06.1", lambda labels, probs, bins: 0.5)
+    assert "expected" in capsys.readouterr().out
+    assert not exercises.check("05.1", lambda model: 1 / 0)
+    assert "ZeroDivisionError" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="exercises with a check: 02.1"):
+        exercises.check("99.9", print)
