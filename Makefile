@@ -1,8 +1,8 @@
 # Two commands set everything up on a fresh machine (Python 3.11 and pip):
 #   make course   creates .venv if missing, then executes every notebook into outputs/notebooks/
 #   make test     creates .venv if missing, then runs ruff, the unit tests and every notebook under nbval
-# Other targets: make lab, make prefetch, make bench (bench-data, bench-torch, bench-keras, bench-adapt,
-# bench-distill, bench-layers, bench-sweep),
+# Other targets: make lab, make test-browser, make prefetch, make bench (bench-data, bench-torch, bench-keras,
+# bench-adapt, bench-distill, bench-layers, bench-sweep),
 # make sweep GRID=... [WORKERS=N | SCHEDULER=tcp://host:8786], make sync.
 
 PYTHON ?= python3
@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROFILE ?= auto
 
-.PHONY: setup course test lab prefetch bench bench-data bench-torch bench-keras bench-adapt bench-distill bench-layers bench-sweep sweep sync clean-outputs
+.PHONY: setup course test test-browser lab prefetch bench bench-data bench-torch bench-keras bench-adapt bench-distill bench-layers bench-sweep sweep sync clean-outputs
 
 setup: $(STAMP)
 
@@ -28,6 +28,9 @@ course: setup
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+test-browser: setup
+	$(BIN)/python -m pytest -p no:cacheprovider tests/test_browser.py
 
 lab: setup
 	$(BIN)/jupyter lab notebooks/

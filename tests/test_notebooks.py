@@ -37,6 +37,17 @@ def test_notebook_is_stored_without_outputs(path: Path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_carries_the_kernel_language_info(path: Path):
+    """JupyterLab marks a notebook unsaved on opening when its kernel reports language info the file lacks."""
+    from ipykernel.ipkernel import IPythonKernel
+
+    stored = json.loads(path.read_text())["metadata"].get("language_info", {})
+    reported = IPythonKernel.language_info
+    assert {k: v for k, v in stored.items() if k != "version"} == {k: v for k, v in reported.items() if k != "version"}
+    assert stored["version"].split(".")[:2] == reported["version"].split(".")[:2]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_one_parameters_cell_of_small_literals(path: Path):
     cells = [c for c in jupytext.read(path).cells if "parameters" in c.metadata.get("tags", [])]
     assert len(cells) == 1
