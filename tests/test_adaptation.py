@@ -133,6 +133,32 @@ def test_gradient_reversal_negates_and_scales_the_gradient():
     assert ad.dann_lambda(0) == 0 and 0.99 < ad.dann_lambda(1) < 1
 
 
+def test_dann_step_matches_skada_reversal_and_domain_loss():
+    """Notebook 07's DANN domain loss and reversal against skada's (GradientReversalLayer, DANNLoss)."""
+    skada_modules = pytest.importorskip("skada.deep.modules")
+    from skada.deep import DANNLoss
+
+    torch.manual_seed(0)
+    features = torch.randn(8, 6, requires_grad=True)
+    reference = features.detach().clone().requires_grad_()
+    discriminator = torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
+    domain = torch.cat([torch.zeros(4), torch.ones(4)])  # source first, then target, as in train_dann
+    ours = torch.nn.functional.binary_cross_entropy_with_logits(
+        discriminator(ad.grad_reverse(features, 0.7)).squeeze(1), domain)
+    ours.backward()
+    probs = torch.sigmoid(discriminator(skada_modules.GradientReversalLayer.apply(reference, 0.7)).squeeze(1))
+    theirs = DANNLoss()(probs[:4], probs[4:])  # a mean over each domain, summed: twice ours for equal halves
+    theirs.backward()
+    torch.testing.assert_close(2 * ours, theirs)
+    torch.testing.assert_close(2 * features.grad, reference.grad)
+    # Why the notebook brings its own domain classifier: skada 0.6.0's default one ends with a softmax over a
+    # single output, which is 1 for every input, so it passes no gradient back to the features.
+    default = skada_modules.DomainClassifier(num_features=6)
+    with pytest.warns(UserWarning, match="Implicit dimension"):
+        constant = default(features.detach())
+    assert torch.equal(constant, torch.ones(8))
+
+
 def test_proxy_a_distance_is_near_zero_for_one_domain_and_near_two_for_separated_ones():
     rng = np.random.default_rng(0)
     same = rng.normal(size=(400, 8))
