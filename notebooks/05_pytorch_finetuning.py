@@ -54,6 +54,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from helpers import (
     data,
@@ -92,7 +93,9 @@ run_start = time.perf_counter()
 # the course model. If the course model has not been trained yet for this profile, notebook 03 runs first.
 
 # %%
+source_start = time.perf_counter()
 model, weights_info = models.source_model(WEIGHTS, MODEL, config["profile"], DATASET)
+run_start += time.perf_counter() - source_start  # loading it (or training it first, notebook 03) is not this run
 task = TASK if TASK != "auto" else ("target" if model.name == "course_net" else "all")
 image_size = IMAGE_SIZE or (32 if model.name == "course_net" else config["imagenet_image_size"])
 models.check_image_size(model.name, image_size)
@@ -236,8 +239,13 @@ if STRATEGY == "finetune_top":
 #   their *starting point* w0: loss + α/2 ‖w − w0‖² + β/2 ‖w_head‖².
 
 # %%
-if STRATEGY == "lp_ft":
-    torch_train.probe_to_head(scaler, probe, model.head)
+if STRATEGY == "lp_ft":  # the probe becomes the head: fold its standardisation (x - mean) / scale into W and b
+    scale = np.where(scaler.scale_ == 0, 1.0, scaler.scale_)
+    folded_weight = probe.coef_ / scale  # W (x - mean) / scale + b = (W / scale) x + (b - (W / scale) mean)
+    folded_bias = probe.intercept_ - folded_weight @ scaler.mean_
+    with torch.no_grad():
+        model.head.weight.copy_(torch.as_tensor(folded_weight, dtype=model.head.weight.dtype))
+        model.head.bias.copy_(torch.as_tensor(folded_bias, dtype=model.head.bias.dtype))
 if STRATEGY in ("finetune_full", "lp_ft"):
     param_groups = [{"params": model.parameters(), "lr": lr}]
 if STRATEGY == "discriminative":
@@ -260,10 +268,49 @@ if STRATEGY == "scratch":
 
 # %% [markdown]
 # ## Train
-# The same loop for every strategy: SGD with Nesterov momentum, a one-cycle schedule, weight decay (none for
-# L2-SP, which has its own penalty), a fixed number of steps. Only in the oracle setting is there a validation
-# split, evaluated about 15 times per run to draw the learning curve (it chooses nothing). On a GPU it runs in
-# bfloat16 autocast, channels-last.
+# The same loop for every strategy, written out here (later notebooks call the same loop as
+# `torch_train.fit`; a test checks that both give the same history on a fixed seed). Per epoch: switch to
+# train mode but keep the frozen parts in eval mode (their BatchNorm statistics must not drift), then per batch
+# the forward pass, the loss, the backward pass, an optimizer step and a scheduler step (the one-cycle rate
+# changes every batch). Only in the oracle setting is there a validation split, evaluated about 15 times per
+# run to draw the learning curve; it chooses nothing, so the loop keeps the last weights, not the "best" ones
+# (with k labels per class there is no honest split to pick them on). On a GPU it runs in bfloat16 autocast,
+# channels-last.
+
+# %%
+def train(model: nn.Module, train_loader, val_loader, optimizer: torch.optim.Optimizer, scheduler,
+          num_epochs: int, loss_fn, frozen: list[nn.Module], desc: str = "training") -> list[dict]:
+    """Train for num_epochs, stepping the scheduler per batch; return one history row per epoch."""
+    validate_every, history = max(1, num_epochs // 15), []
+    for epoch in tqdm(range(1, num_epochs + 1), desc=desc, unit="epoch"):
+        start = time.perf_counter()
+        torch_train.set_train_mode(model, frozen)  # model.train(), then frozen modules back to eval()
+        total_loss, correct, seen = 0.0, 0, 0
+        for images, labels in train_loader:
+            images = images.to(device, memory_format=torch.channels_last)
+            labels = labels.to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                logits = model(images)
+                loss = loss_fn(logits, labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total_loss += loss.item() * len(labels)
+            correct += (logits.argmax(1) == labels).sum().item()
+            seen += len(labels)
+        row = {"epoch": epoch, "train_loss": total_loss / seen, "train_acc": correct / seen,
+               "seconds": time.perf_counter() - start}
+        if val_loader is not None and (epoch % validate_every == 0 or epoch == num_epochs):
+            result = torch_train.evaluate(model, val_loader, device)  # eval mode, no gradients
+            row.update(val_loss=result["loss"], val_acc=result["acc"])
+        history.append(row)
+    return history
+
+
+# %% [markdown]
+# SGD with Nesterov momentum, the one-cycle schedule, weight decay (none for L2-SP, which has its own
+# penalty), a fixed number of epochs:
 
 # %%
 if STRATEGY != "linear_probe":
@@ -272,8 +319,7 @@ if STRATEGY != "linear_probe":
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups],
                                                     pct_start=0.2, epochs=num_epochs,
                                                     steps_per_epoch=len(train_loader))
-    history = torch_train.fit(model, train_loader, val_loader, optimizer, num_epochs, loss_fn, device,
-                              scheduler=scheduler, frozen=frozen, desc=STRATEGY)
+    history = train(model, train_loader, val_loader, optimizer, scheduler, num_epochs, loss_fn, frozen, STRATEGY)
 
 # %% [markdown]
 # ## Results

@@ -1,0 +1,51 @@
+"""The training loops written out in the notebooks give the same history as the helpers' loops, on a seed."""
+
+from __future__ import annotations
+
+import copy
+import time
+
+import numpy as np
+import pytest
+import torch
+from notebook_code import notebook_definition
+from torch import nn
+from tqdm.auto import tqdm
+
+from helpers import data, models, torch_data, torch_train
+
+
+def test_notebook_05_loop_matches_torch_train_fit():
+    images = data.make_synthetic(40, 10, seed=0)
+    x, y = images.x_train[images.y_train < 3], images.y_train[images.y_train < 3]
+    device = torch.device("cpu")
+    namespace = {"nn": nn, "torch": torch, "time": time, "tqdm": tqdm, "torch_train": torch_train, "device": device}
+    train = notebook_definition("05_pytorch_finetuning", "train", namespace)
+    torch.manual_seed(0)
+    start = torch_train.to_device(models.course_net(3, widths=(8, 8, 16, 16)), device)
+    frozen_part = ["stem"]
+
+    def run(loop) -> list[dict]:
+        """Train a copy of the same start for 3 epochs with the given loop."""
+        model = copy.deepcopy(start)
+        frozen = [getattr(model.features, name) for name in frozen_part]
+        for module in frozen:
+            module.requires_grad_(False)
+        optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.05, momentum=0.9,
+                                    nesterov=True, weight_decay=5e-4)
+        train_loader = torch_data.make_loader(x, y, train=True, batch_size=16, seed=1)
+        val_loader = torch_data.make_loader(x[:30], y[:30], train=False, batch_size=16)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.05, epochs=3,
+                                                        steps_per_epoch=len(train_loader))
+        return loop(model, train_loader, val_loader, optimizer, scheduler, frozen)
+
+    ours = run(lambda model, tl, vl, opt, sched, frozen: train(model, tl, vl, opt, sched, 3, nn.CrossEntropyLoss(),
+                                                               frozen))
+    helpers = run(lambda model, tl, vl, opt, sched, frozen: torch_train.fit(
+        model, tl, vl, opt, 3, nn.CrossEntropyLoss(), device, scheduler=sched, frozen=frozen))
+    assert len(ours) == len(helpers) == 3
+    for mine, theirs in zip(ours, helpers, strict=True):
+        assert mine.keys() == theirs.keys()
+        for key in mine.keys() - {"seconds"}:
+            assert mine[key] == pytest.approx(theirs[key], abs=1e-6), key
+    assert np.isfinite([row["train_loss"] for row in ours]).all()
