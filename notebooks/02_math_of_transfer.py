@@ -419,10 +419,10 @@ print("eval mode:                        running mean", layer.running_mean.numpy
 
 # %% [markdown]
 # **Keras**: since TensorFlow 2.0, setting `trainable = False` on a `BatchNormalization` layer *also* makes it
-# run in inference mode: its moving statistics stop. Calling a layer with `training=False` runs it in
-# inference mode too, whatever `trainable` says, and that is what you want for a frozen base inside a new
-# model (`base(inputs, training=False)`), so unfreezing it later for fine-tuning does not switch its
-# statistics back on.
+# run in inference mode: its moving statistics stop. Calling a layer directly with `training=False` runs it in
+# inference mode too. The Keras guide builds on that: call a frozen base inside the new model as
+# `base(inputs, training=False)`, and unfreezing it later will not switch its statistics back on. The last
+# line below tests that claim in Keras 3 by calling such a model the way `fit` does, with `training=True`.
 
 # %%
 runtime.import_tensorflow()
@@ -435,6 +435,19 @@ for setting in ("trainable=True, training=True", "trainable=False, training=True
     bn.trainable = setting.startswith("trainable=True")
     bn(keras_batch, training=setting.endswith("training=True"))
     print(f"Keras {setting:31s}: moving mean {np.asarray(bn.moving_mean).round(3)}")
+inner_input = keras.Input(keras_batch.shape[1:])
+base = keras.Model(inner_input, keras.layers.BatchNormalization()(inner_input))  # a "base" holding one BatchNorm
+outer_input = keras.Input(keras_batch.shape[1:])
+wrapper = keras.Model(outer_input, base(outer_input, training=False))  # the guide's pattern
+wrapper(keras_batch, training=True)  # what fit does at every step
+print(f"Keras base(x, training=False) inside a model called with training=True: moving mean "
+      f"{np.asarray(base.layers[-1].moving_mean).round(3)}")
+
+# %% [markdown]
+# Read the last line against the first: with the pinned Keras 3.15.1 the nested `training=False` did not hold
+# (if the moving mean is not all zeros, the statistics moved): `fit`'s `training=True` reaches the layers of
+# a base that is trainable. So in Keras 3, keep BatchNorm in inference mode during fine-tuning by setting
+# `trainable = False` on the BatchNorm layers themselves, which is what notebook 04 does.
 
 # %% [markdown]
 # ## 8 · Knowledge distillation and the T² factor
@@ -532,7 +545,8 @@ exercises.check("02.1", fold_standardisation)
 # - LP-FT fits the head first so fine-tuning distorts the features less.
 # - MMD with a permutation test measures a shift between two samples in feature space: between tasks, or between
 #   domains (same classes, new inputs), against a control where nothing differs.
-# - Freezing BatchNorm: `.eval()` in PyTorch; `trainable=False` and `training=False` in Keras.
+# - Freezing BatchNorm: `.eval()` in PyTorch; `trainable=False` on the BatchNorm layers in Keras 3 (a nested
+#   `training=False` does not survive `fit`).
 # - Distillation's T² keeps soft-target gradients on the same scale at any temperature.
 #
 # ## References

@@ -12,7 +12,8 @@
 # frameworks start from exactly the same source.
 #
 # **Learning objectives**
-# - Build a transfer model in Keras: a frozen base called with `training=False`, a new head.
+# - Build a transfer model in Keras: a frozen base, a new head, and BatchNorm kept in inference mode in the
+#   way that survives `fit` in Keras 3.
 # - Run the two phases, recompiling after changing `trainable`.
 # - See the BatchNorm pitfall in numbers: fine-tuning with the base in inference mode versus not.
 # - Use the callbacks people expect: early stopping, best-checkpoint saving, a CSV history.
@@ -136,9 +137,15 @@ print(f"{target.class_names}: train {len(train_idx)}, "
 
 # %% [markdown]
 # ## The transfer model
-# The base is called with **`training=False`**: its BatchNorm layers then run in inference mode (fixed
-# statistics) even after we unfreeze it for fine-tuning. The new head is one `Dense` layer with one output per
-# target class. `scratch` rebuilds the base with random weights.
+# The base is called with `training=False`, as the Keras guide writes it, and the new head is one `Dense`
+# layer with one output per target class. `scratch` rebuilds the base with random weights.
+#
+# A warning the guide does not give: in Keras 3 (measured with the pinned 3.15.1) `training=False` on the
+# nested call does **not** survive `fit`. `fit` calls the whole model with `training=True`, the nested base
+# follows it, and the BatchNorm layers of an unfrozen base then normalise with each batch's statistics and
+# overwrite their moving averages (notebook 02 shows it on one layer; keras-team/keras#20285 reports it). What
+# does keep a BatchNorm layer in inference mode is `trainable = False` on the layer itself, so `unfreeze`
+# below leaves the BatchNorm layers frozen.
 
 # %%
 if STRATEGY == "scratch":
@@ -188,6 +195,55 @@ lr = config["lr"]
 history: list[dict] = []
 
 # %% [markdown]
+# ## What `fit` does at each step
+# `fit` hides the training step. Written out with TensorFlow's `GradientTape` it is four lines: run the model
+# forward with `training=True` while the tape records, compute the loss, ask the tape for the gradients of the
+# trainable weights, and let the optimizer apply them. To check that this *is* what `fit` does, we take two
+# copies of the model with the same weights, train one by hand and one with `fit` on the same three batches
+# with the same optimizer settings, and compare.
+
+# %%
+def train_step(net: keras.Model, optimizer: keras.optimizers.Optimizer, images, labels) -> float:
+    """One training step by hand: the forward pass under a tape, the loss, its gradients, the update."""
+    with tf.GradientTape() as tape:
+        logits = net(images, training=True)
+        step_loss = loss(labels, logits)
+    gradients = tape.gradient(step_loss, net.trainable_weights)
+    optimizer.apply(gradients, net.trainable_weights)
+    return float(step_loss)
+
+
+def sgd() -> keras.optimizers.Optimizer:
+    """A fresh optimizer with the settings both copies use."""
+    return keras.optimizers.SGD(0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
+
+
+if KERAS_BACKEND == "tensorflow":
+    tf = runtime.import_tensorflow()
+    batches = list(train_ds.take(3))  # three augmented batches, used by both copies
+    by_hand, by_fit = (keras.models.clone_model(model) for _ in range(2))
+    for copy_ in (by_hand, by_fit):
+        copy_.set_weights(model.get_weights())
+    hand_optimizer = sgd()
+    hand_losses = [train_step(by_hand, hand_optimizer, x, y) for x, y in batches]
+    by_fit.compile(optimizer=sgd(), loss=loss)
+    fit_loss = by_fit.fit((batch for batch in batches), epochs=1, steps_per_epoch=len(batches), verbose=0
+                          ).history["loss"][0]
+    gap = max(float(np.abs(a - b).max()) for a, b in zip(by_hand.get_weights(), by_fit.get_weights(), strict=True))
+    hand_mean = np.average(hand_losses, weights=[len(x) for x, _ in batches])  # fit averages over images
+    print(f"loss per step by hand: {np.round(hand_losses, 4)}; mean over the images {hand_mean:.6f}, fit's "
+          f"{fit_loss:.6f}; largest difference between the two copies' weights afterwards: {gap:.1e}")
+else:
+    print(f"GradientTape is TensorFlow's; with the {KERAS_BACKEND} backend, write the step with its own autograd.")
+
+# %% [markdown]
+# The two losses agree to the printed digits, and the weights differ by float rounding only (the hand step
+# runs eagerly, `fit` as a compiled graph, so the sums come out in another order): `fit` adds the loop, the
+# metrics, the callbacks and the compiled graph around this step. Writing the step yourself is how you train
+# anything `fit` does not cover (two losses, an adversary, a teacher); notebook 07's TENT and notebook 08's
+# distiller do.
+
+# %% [markdown]
 # ## Phase 1: feature extraction (`linear_probe`, and the first phase of `finetune_top` and `lp_ft`)
 # `base.trainable = False` freezes every base weight; only the new head trains, at a higher learning rate.
 # Changing `trainable` only takes effect at the next `compile`.
@@ -206,13 +262,16 @@ if STRATEGY in ("linear_probe", "finetune_top", "lp_ft"):
 # overwritten. `scratch` trains everything from random weights at a high rate.
 
 # %%
-def unfreeze(model_base: keras.Model) -> None:
-    """Unfreeze the whole base, or only its top block for `finetune_top`."""
+def unfreeze(model_base: keras.Model, freeze_batchnorm: bool = True) -> None:
+    """Unfreeze the whole base, or only its top block for `finetune_top`, keeping BatchNorm frozen if asked."""
     model_base.trainable = True
     if STRATEGY == "finetune_top":
         top = {id(layer) for layer in keras_models.top_block_layers(model_base, model_name)}
         for layer in model_base.layers:
             layer.trainable = id(layer) in top
+    for layer in model_base.layers:
+        if freeze_batchnorm and isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False  # a frozen BatchNorm runs in inference mode even when fit says training=True
 
 
 if STRATEGY != "linear_probe":
@@ -245,18 +304,19 @@ plt.show()
 
 # %% [markdown]
 # ## The BatchNorm pitfall, in numbers
-# Fine-tune again from the same phase-1 weights, but with the base called *without* `training=False`: its
-# BatchNorm layers then normalise with each small target batch's statistics and overwrite the moving averages
-# learned on the source data. On large ImageNet backbones with small batches this is known to cost accuracy;
-# on a small network whose features are normalised it may make no measurable difference. One seed is one
+# Fine-tune again from the same phase-1 weights, but with the base's BatchNorm layers left trainable, as
+# `base.trainable = True` alone leaves them: they then normalise with each small target batch's statistics and
+# overwrite the moving averages learned on the source data (their scale and shift train too). On large
+# ImageNet backbones with small batches this is known to cost accuracy; on a small network whose features are
+# normalised it may make no measurable difference. One seed is one
 # draw, so the cell prints the gap with a paired bootstrap interval over the test images.
 
 # %%
 pitfall = None
 if SHOW_BN_PITFALL and STRATEGY in ("finetune_top", "lp_ft"):
     model.set_weights(phase1_weights)
-    unfreeze(base)
-    careless = build(base_training=None)
+    unfreeze(base, freeze_batchnorm=False)
+    careless = build(base_training=False)  # the same call as above: in Keras 3 it does not keep BatchNorm frozen
     careless.get_layer("new_head").set_weights(model.get_layer("new_head").get_weights())
     compile_and_fit(careless, lr, num_epochs, "bn_pitfall")
     careless_probs = keras.ops.convert_to_numpy(keras.ops.softmax(careless.predict(test_ds, verbose=0)))
@@ -344,17 +404,20 @@ metrics_path = reporting.save_run(run_folder, config, target.identity, metrics, 
 # </details>
 #
 # ## Summary
-# - Keras transfer: `base.trainable = False`, `base(x, training=False)`, a new `Dense` head; recompile after
-#   every change of `trainable`.
+# - Keras transfer: `base.trainable = False`, a new `Dense` head; recompile after every change of `trainable`.
+# - In Keras 3, `base(x, training=False)` does not keep BatchNorm in inference mode through `fit`; setting
+#   `trainable = False` on the BatchNorm layers does.
 # - Phase 1 trains the head on frozen features; phase 2 unfreezes the top (or all) of the base at a low rate.
-# - Calling the base in inference mode keeps its BatchNorm statistics from being overwritten by small target
-#   batches; whether that matters is measured, not assumed (on the course model it may not).
+# - Frozen BatchNorm layers keep their source statistics from being overwritten by small target batches;
+#   whether that matters is measured, not assumed.
 # - With few labels, no validation split: the recipe is fixed in advance (`VALIDATION="labelled"`), and
 #   early stopping only runs in the explicitly named oracle setting.
 # - The metrics file has the same schema as PyTorch's, so notebook 06 compares the frameworks row by row.
 #
 # ## References
 # - Chollet, F. *Transfer learning & fine-tuning*, Keras developer guide (keras.io).
+# - keras-team/keras issue #20285 (2024): in Keras 3, `fit`'s `training=True` overrides a nested
+#   `training=False`; BatchNorm stays in inference mode only while the layer is not trainable.
 # - Ioffe, Szegedy (2015). *Batch normalization*. ICML.
 # - Simonyan, Zisserman (2015). *Very deep convolutional networks for large-scale image recognition* (VGG). ICLR.
 # - Sandler et al. (2018). *MobileNetV2: inverted residuals and linear bottlenecks*. CVPR.

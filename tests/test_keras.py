@@ -43,6 +43,34 @@ def test_frozen_base_called_in_inference_mode_keeps_its_statistics():
     assert all(layer.trainable for layer in base.layers)
 
 
+def test_unfrozen_base_keeps_batchnorm_statistics_only_when_its_batchnorm_layers_stay_frozen():
+    """Keras 3: fit's training=True overrides a nested training=False; notebook 04's unfreeze keeps BN frozen."""
+    from notebook_code import notebook_definition
+
+    base, _ = keras_models.course_net_keras()
+    inputs = keras.Input((32, 32, 3))
+    model = keras.Model(inputs, keras.layers.Dense(5)(base(inputs, training=False)))
+    x, y = np.random.rand(16, 32, 32, 3).astype("float32") * 5, np.arange(16) % 5
+    batchnorm = [layer for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)]
+
+    def fit_moves_statistics() -> bool:
+        """Fit one epoch; say whether any BatchNorm moving mean changed."""
+        model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        before = [keras.ops.convert_to_numpy(layer.moving_mean) for layer in batchnorm]
+        model.fit(x, y, epochs=1, verbose=0)
+        return any(not np.array_equal(old, keras.ops.convert_to_numpy(layer.moving_mean))
+                   for old, layer in zip(before, batchnorm, strict=True))
+
+    base.trainable = True
+    assert fit_moves_statistics()  # the guide's training=False did not hold (what notebooks 02 and 04 say)
+    unfreeze = notebook_definition("04_keras_finetuning", "unfreeze", {
+        "keras": keras, "keras_models": keras_models, "STRATEGY": "finetune_full", "model_name": "course_net"})
+    unfreeze(base)
+    kernel = keras.ops.convert_to_numpy(base.get_layer("stem_0").kernel).copy()
+    assert not fit_moves_statistics()
+    assert not np.array_equal(kernel, keras.ops.convert_to_numpy(base.get_layer("stem_0").kernel))  # still trains
+
+
 def test_top_block_of_the_course_model():
     base, _ = keras_models.course_net_keras()
     names = [layer.name for layer in keras_models.top_block_layers(base, "course_net")]

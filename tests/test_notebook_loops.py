@@ -49,3 +49,31 @@ def test_notebook_05_loop_matches_torch_train_fit():
         for key in mine.keys() - {"seconds"}:
             assert mine[key] == pytest.approx(theirs[key], abs=1e-6), key
     assert np.isfinite([row["train_loss"] for row in ours]).all()
+
+
+def test_notebook_04_train_step_matches_keras_fit():
+    from helpers import keras_models, runtime
+
+    keras = keras_models.import_keras("tensorflow")
+    tf = runtime.import_tensorflow()
+    loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1)
+    train_step = notebook_definition("04_keras_finetuning", "train_step", {"tf": tf, "keras": keras, "loss": loss})
+    keras.utils.set_random_seed(0)
+    base, head = keras_models.course_net_keras(3, widths=(8, 8, 16, 16))
+    inputs = keras.Input((32, 32, 3))
+    model = keras.Model(inputs, head(base(inputs, training=False)))
+    rng = np.random.default_rng(0)
+    batches = [(tf.constant(rng.normal(size=(16, 32, 32, 3)).astype("float32")),
+                tf.constant(np.eye(3, dtype="float32")[rng.integers(0, 3, 16)])) for _ in range(3)]
+    by_hand, by_fit = (keras.models.clone_model(model) for _ in range(2))
+    for copy_ in (by_hand, by_fit):
+        copy_.set_weights(model.get_weights())
+    sgd = lambda: keras.optimizers.SGD(0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)  # noqa: E731
+    hand_optimizer = sgd()
+    hand_losses = [train_step(by_hand, hand_optimizer, x, y) for x, y in batches]
+    by_fit.compile(optimizer=sgd(), loss=loss)
+    fit_loss = by_fit.fit((batch for batch in batches), epochs=1, steps_per_epoch=3, verbose=0).history["loss"][0]
+    assert np.mean(hand_losses) == pytest.approx(fit_loss, rel=1e-5)
+    for mine, theirs in zip(by_hand.get_weights(), by_fit.get_weights(), strict=True):
+        np.testing.assert_allclose(mine, theirs, atol=1e-5)
+    assert not np.allclose(by_hand.get_weights()[0], model.get_weights()[0])  # the steps did train
