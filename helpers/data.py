@@ -314,6 +314,19 @@ def _decode_image(blob: bytes, name: str, image_size: int | None) -> np.ndarray:
     return np.asarray(rgb)
 
 
+def read_own_image(path: str | Path, image_size: int = 32) -> np.ndarray:
+    """Read one photo of the learner's as the course sees images: RGB uint8, centre-cropped square, resized."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"No image at {path}. Set IMAGE_PATH to an existing JPEG or PNG file, or to None "
+                                "to use a test image.")
+    image = Image.fromarray(_decode_image(path.read_bytes(), str(path), None))
+    side = min(image.size)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    square = image.crop((left, top, left + side, top + side))
+    return np.asarray(square.resize((image_size, image_size), Image.Resampling.BICUBIC))
+
+
 def _is_image(name: str) -> bool:
     """Tell image files from the rest; macOS `._*` resource forks are skipped like .DS_Store."""
     return name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith("._")

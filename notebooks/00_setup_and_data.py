@@ -55,7 +55,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from helpers import data, parameters, paths, plots, profiles, reporting, runtime, splits, tf_data, torch_data
+from helpers import data, exercises, parameters, paths, plots, profiles, reporting, runtime, splits, tf_data, torch_data
 
 parameters.check_parameters(globals())  # unknown names, wrong types, out-of-range values: refused here
 
@@ -207,7 +207,25 @@ metrics_path = reporting.save_run(run_folder, config, cifar.identity,
 # 3. `splits.get_split(target, "train", labels_per_class=50)` returns 5 x 50 = 250 images.
 #
 # </details>
-#
+
+# %% [markdown]
+# ### Coding exercise
+# 4. Write `to_model_input(images)`: turn uint8 images of shape (N, H, W, 3) into what the PyTorch network
+#    takes, float32 of shape (N, 3, H, W), scaled to [0, 1] and standardised with the CIFAR-10 channel mean and
+#    standard deviation (`data.normalization("cifar10")`). Replace the `raise` line, then run the check.
+#    Reference solution: `solutions/00_setup_and_data.py`.
+
+# %%
+def to_model_input(images: np.ndarray) -> np.ndarray:
+    """Normalised float32 N x 3 x H x W arrays from uint8 N x H x W x 3 images."""
+    raise NotImplementedError  # your code here
+
+
+# %%
+exercises.check("00.1", to_model_input)
+
+
+# %% [markdown]
 # ## Summary
 # - The course keeps everything under one data root; `WORKBOOK_OFFLINE=1` turns the network off and
 #   `make prefetch` stages what an offline classroom needs.

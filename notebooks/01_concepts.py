@@ -37,7 +37,19 @@ import torch
 from matplotlib.patches import FancyBboxPatch
 from torch import nn
 
-from helpers import data, models, parameters, plots, profiles, reporting, runtime, splits, torch_data, torch_train
+from helpers import (
+    data,
+    exercises,
+    models,
+    parameters,
+    plots,
+    profiles,
+    reporting,
+    runtime,
+    splits,
+    torch_data,
+    torch_train,
+)
 
 parameters.check_parameters(globals())  # unknown names, wrong types, out-of-range values: refused here
 
@@ -236,7 +248,24 @@ metrics_path = reporting.save_run(run_folder, config, cifar.identity,
 #    features are destroyed before the head has learned anything, and the result can fall below scratch.
 #
 # </details>
-#
+
+# %% [markdown]
+# ### Coding exercise
+# 4. The course's target task is CIFAR-10's classes 5-9, renumbered 0-4. Write `target_subset(images, labels)`
+#    that returns the images of those classes and their new labels, in the original order. Replace the
+#    `raise` line, then run the check. Reference solution: `solutions/01_concepts.py`.
+
+# %%
+def target_subset(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The images of classes 5-9 and their labels renumbered 0-4."""
+    raise NotImplementedError  # your code here
+
+
+# %%
+exercises.check("01.1", target_subset)
+
+
+# %% [markdown]
 # ## Summary
 # - Transfer reuses a source model's features (frozen) or the model itself, structure and parameters
 #   together, as the starting point for fine-tuning. The architecture alone, retrained from random weights,

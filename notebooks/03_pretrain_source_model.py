@@ -37,13 +37,27 @@ OUTPUT_DIR: Optional[str] = None  # None means outputs/03_pretrain_source_model
 # ## Setup
 
 # %%
+import copy
 import time
 
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 from torch import nn
 
-from helpers import data, models, parameters, plots, profiles, reporting, runtime, splits, torch_data, torch_train
+from helpers import (
+    data,
+    exercises,
+    models,
+    parameters,
+    plots,
+    profiles,
+    reporting,
+    runtime,
+    splits,
+    torch_data,
+    torch_train,
+)
 
 parameters.check_parameters(globals())  # unknown names, wrong types, out-of-range values: refused here
 
@@ -187,12 +201,99 @@ if not reused:
     path = models.save_checkpoint(model, meta, path)
 print(f"checkpoint: {path}\nsha256: {models.load_checkpoint(path)[1]['sha256']}")
 
+# %% [markdown]
+# ## What the first layer learned
+# The stem's filters see the image directly, so they can be drawn as images: each is 3x3 pixels with three
+# colour channels, rescaled here to the full colour range one by one. Networks trained on natural images tend
+# to learn oriented edges and colour-opponent blobs in their first layer (Krizhevsky et al., 2012; Yosinski et
+# al., 2014); at 3x3 the patterns are small, but look for light-dark and colour contrasts.
+
+# %%
+filters = model.features.stem[0].weight.detach().cpu().permute(0, 2, 3, 1)  # out, height, width, colour
+low, high = filters.amin(dim=(1, 2, 3), keepdim=True), filters.amax(dim=(1, 2, 3), keepdim=True)
+filters = ((filters - low) / (high - low)).numpy()
+columns = 16
+fig, axes = plt.subplots(len(filters) // columns, columns, figsize=(8, 0.55 * len(filters) // columns))
+for ax, image in zip(axes.ravel(), filters, strict=True):
+    ax.imshow(image, interpolation="nearest")
+    ax.axis("off")
+fig.suptitle(f"the {len(filters)} first-layer filters of the source model", fontsize=9)
+plt.show()
+
+# %% [markdown]
+# ## A learning-rate range test: why fine-tuning uses a lower rate
+# Smith's range test (fast.ai's `lr_find`): train for a hundred steps while the learning rate grows
+# exponentially from 10⁻⁴ to 10, and record the loss. The loss falls while the rate is useful and blows up
+# once it is too high; a common choice is a rate somewhat below the one where the (smoothed) loss is lowest.
+# We run it twice on the *target* task (classes 5-9, 1,000 labelled images): from this source model's
+# features with a new head, and from random weights. Notebooks 04 and 05 fine-tune at 0.01 and train from
+# scratch at 0.2; whether this test agrees is below.
+
+# %%
+def lr_range_test(net: nn.Module, images, labels, steps: int = 100, low: float = 1e-4, high: float = 10.0
+                  ) -> tuple[list[float], list[float]]:
+    """Train a copy of net while the learning rate grows from low to high; return the rates and the losses."""
+    net = copy.deepcopy(net)
+    optimizer = torch.optim.SGD(net.parameters(), lr=low, momentum=0.9, nesterov=True)
+    factor = (high / low) ** (1 / (steps - 1))
+    batches = torch_data.endless_batches(images, labels, batch_size=64, seed=SEED)
+    rates, losses = [], []
+    net.train()
+    for _ in range(steps):
+        x, y = (tensor.to(device) for tensor in next(batches))
+        loss = nn.functional.cross_entropy(net(x), y)
+        if not torch.isfinite(loss) or (losses and loss.item() > 4 * min(losses)):
+            break  # diverged: the rest of the range is too high
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        rates.append(optimizer.param_groups[0]["lr"])
+        losses.append(loss.item())
+        for group in optimizer.param_groups:
+            group["lr"] *= factor
+    return rates, losses
+
+
+def smoothed(losses: list[float], beta: float = 0.9) -> np.ndarray:
+    """Exponential moving average with bias correction, as fast.ai smooths its range test."""
+    average, out = 0.0, []
+    for step, loss in enumerate(losses, 1):
+        average = beta * average + (1 - beta) * loss
+        out.append(average / (1 - beta**step))
+    return np.array(out)
+
+
+target = splits.task_data(cifar, "target")
+x_lr, y_lr = splits.get_split(target, "train", seed=SEED, labels_per_class=200)
+transferred = copy.deepcopy(model)
+transferred.head = nn.Linear(transferred.feature_dim, target.num_classes).to(device)
+range_tests = {"fine-tuning (source features)": transferred,
+               "from scratch (random weights)": torch_train.to_device(models.course_net(target.num_classes), device)}
+fig, ax = plt.subplots(figsize=(6, 3.5))
+best_rates = {}
+for name, net in range_tests.items():
+    rates, losses = lr_range_test(net, x_lr, y_lr)
+    curve = smoothed(losses)
+    best_rates[name] = rates[int(curve.argmin())]
+    ax.plot(rates, curve, label=f"{name}: lowest at {best_rates[name]:.2g}")
+ax.set(xscale="log", xlabel="learning rate", ylabel="training loss (smoothed)", title="learning-rate range test")
+ax.legend(fontsize=8)
+plt.show()
+print("smoothed loss lowest at: " + "; ".join(f"{name} {rate:.3g}" for name, rate in best_rates.items()))
+
+# %% [markdown]
+# Read the two curves against each other. The fine-tuning curve starts lower (the source features already
+# separate the classes well enough for a new head to learn fast) and the rate at which its loss is lowest,
+# printed above, is where larger steps start to undo what the source taught, compared with the rate that
+# suits random weights. The test is a quick heuristic on one seed and a hundred steps, not a tuned optimum.
+
 # %%
 run_folder = reporting.run_dir("03_pretrain_source_model", OUTPUT_DIR)
 metrics_path = reporting.save_run(
     run_folder, config, source.identity,
     {"source_test_acc": result["acc"], "source_test_acc_plain": plain["acc"], "per_class_acc": per_class,
-     "train_seconds": round(train_seconds, 1), "reused_checkpoint": reused, "history": history},
+     "train_seconds": round(train_seconds, 1), "reused_checkpoint": reused, "history": history,
+     "lr_range_test_lowest": best_rates},
     checkpoint=str(path))
 
 # %% [markdown]
@@ -225,7 +326,25 @@ metrics_path = reporting.save_run(
 #    source model would otherwise poison every transfer result downstream without anyone noticing.
 #
 # </details>
-#
+
+# %% [markdown]
+# ### Coding exercise
+# 4. fast.ai offers a second reading of the range test: the rate where the smoothed loss falls *fastest*.
+#    Write `steepest_rate(rates, curve)`: the rate at which the slope of the smoothed loss against log(rate) is
+#    most negative (`np.gradient` gives the slope). Replace the `raise` line, run the check, then compare
+#    `steepest_rate` for the two curves above. Reference solution: `solutions/03_pretrain_source_model.py`.
+
+# %%
+def steepest_rate(rates: list[float], curve: np.ndarray) -> float:
+    """The learning rate at which the smoothed loss falls fastest against log(rate)."""
+    raise NotImplementedError  # your code here
+
+
+# %%
+exercises.check("03.1", steepest_rate)
+
+
+# %% [markdown]
 # ## Summary
 # - The course's source model is a compact residual CNN trained on CIFAR-10 classes 0-4.
 # - Augmentation, one-cycle SGD, label smoothing and flip TTA make a small network train well on a CPU.

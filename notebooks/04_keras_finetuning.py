@@ -57,6 +57,7 @@ import numpy as np
 
 from helpers import (
     data,
+    exercises,
     keras_models,
     metrics,
     models,
@@ -402,7 +403,26 @@ metrics_path = reporting.save_run(run_folder, config, target.identity, metrics, 
 #    splits, architecture and source weights are identical, so accuracies should agree within seed noise.
 #
 # </details>
-#
+
+# %% [markdown]
+# ### Coding exercise
+# 4. Write the learning-rate schedule `compile_and_fit` gives Keras: `warmup_cosine(step, total, peak)` rises
+#    linearly from `peak / 25` to `peak` over the first 20% of `total` steps, then follows Keras's cosine decay
+#    `peak · ½ (1 + cos(π · min(step − warm-up, total) / total))`. The check compares it with Keras's own
+#    `CosineDecay` at several steps. Then read off the rate at the last step: where does this schedule end,
+#    and why? Reference solution: `solutions/04_keras_finetuning.py`.
+
+# %%
+def warmup_cosine(step: int, total: int, peak: float) -> float:
+    """The learning rate at `step` of `total`: linear warm-up over 20%, then cosine decay."""
+    raise NotImplementedError  # your code here
+
+
+# %%
+exercises.check("04.1", warmup_cosine)
+
+
+# %% [markdown]
 # ## Summary
 # - Keras transfer: `base.trainable = False`, a new `Dense` head; recompile after every change of `trainable`.
 # - In Keras 3, `base(x, training=False)` does not keep BatchNorm in inference mode through `fit`; setting

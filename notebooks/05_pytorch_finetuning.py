@@ -41,6 +41,7 @@ NUM_EPOCHS: Optional[int] = None  # None lets the profile decide
 LR: Optional[float] = None  # learning rate for pretrained layers; None lets the profile decide
 BATCH_SIZE: Optional[int] = None  # None lets the profile decide
 SEED: int = 0
+IMAGE_PATH: Optional[str] = None  # a photo of yours to classify at the end; None uses a test image
 OUTPUT_DIR: Optional[str] = None  # None means outputs/05_pytorch_finetuning
 
 # %% [markdown]
@@ -313,6 +314,8 @@ def train(model: nn.Module, train_loader, val_loader, optimizer: torch.optim.Opt
 # penalty), a fixed number of epochs:
 
 # %%
+transferred_blocks = models.blocks_in_order(model)[:-1]  # input side first; the head is new, so not counted
+start_weights = [[p.detach().clone() for p in block.parameters()] for block in transferred_blocks]
 if STRATEGY != "linear_probe":
     weight_decay = 0.0 if STRATEGY == "l2sp" else 5e-4
     optimizer = torch.optim.SGD(param_groups, momentum=0.9, nesterov=True, weight_decay=weight_decay)
@@ -355,6 +358,54 @@ if history:
     plt.show()
 
 # %% [markdown]
+# ## Your own image
+# Set `IMAGE_PATH` (in the parameters cell) to a photo of yours: it is cropped to a square, shrunk to 32x32 like
+# CIFAR-10 and classified into the five target classes. Without one, the first test image stands in. A photo
+# of something that is none of the five still gets an answer: the probabilities always sum to one.
+
+# %%
+if IMAGE_PATH:
+    picture, picture_label = data.read_own_image(IMAGE_PATH), "your image"
+else:
+    picture, picture_label = target.x_test[0], f"test image 0 (a {target.class_names[target.y_test[0]]})"
+picture_loader = torch_data.make_loader(picture[None], np.zeros(1, dtype=int), train=False, **loader_args)
+if STRATEGY == "linear_probe":
+    picture_features = torch_train.extract_features(model.features, picture_loader, device, progress=False)
+    picture_probs = probe.predict_proba(scaler.transform(picture_features))[0]
+else:
+    picture_probs = torch_train.evaluate(model, picture_loader, device, flip_tta=True)["probs"][0]
+top3 = np.argsort(picture_probs)[::-1][:3]
+fig, ax = plt.subplots(figsize=(2, 2))
+ax.imshow(picture)
+ax.axis("off")
+ax.set_title(picture_label, fontsize=8)
+plt.show()
+print("top 3: " + ", ".join(f"{target.class_names[k]} {picture_probs[k]:.2f}" for k in top3))
+
+# %% [markdown]
+# ## How far did each block move?
+# Fine-tuning starts from the source weights; how far it carries each block is one way to see what it
+# changed. For each transferred block, the **relative weight change** ‖w − w₀‖ / ‖w₀‖ over all its weights
+# (w₀: the weights before training). Notebook 06 sets full fine-tuning and LP-FT side by side, from the runs
+# of the comparison; Kumar et al.'s argument (notebook 02) predicts that LP-FT moves the features less.
+
+# %%
+def relative_change(block: nn.Module, start: list[torch.Tensor]) -> float:
+    """||w - w0|| / ||w0|| over all of a block's weights: how far training moved it from where it began."""
+    moved = sum(((p.detach() - p0) ** 2).sum() for p, p0 in zip(block.parameters(), start, strict=True))
+    return float((moved / sum((p0 ** 2).sum() for p0 in start)).sqrt())
+
+
+block_change = {f"block {i}": relative_change(block, start)
+                for i, (block, start) in enumerate(zip(transferred_blocks, start_weights, strict=True), 1)}
+if STRATEGY in ("scratch", "linear_probe"):
+    print(f"{STRATEGY}: no transferred weights were fine-tuned, so there is no change to measure.")
+    block_change = {}
+else:
+    print(reporting.markdown_table([{"block": name, "relative change": round(change, 4)}
+                                    for name, change in block_change.items()], ["block", "relative change"]))
+
+# %% [markdown]
 # ## Record the run
 # One `metrics.json` per run: the full effective configuration, the data and weights identities, versions,
 # device, per-epoch curves, accuracies, wall time and the test predictions; class probabilities (test, and
@@ -368,7 +419,7 @@ reporting.save_predictions(run_folder, y_true=target.y_test, probs=test_probs.as
                            **held_out_predictions)
 metrics = {"val_acc": val_acc, "test_acc": test_acc, "wall_seconds": round(wall_seconds, 1), "history": history,
            "num_train": len(y_train), "num_labelled": num_labelled,
-           "num_epochs": 0 if STRATEGY == "linear_probe" else num_epochs}
+           "num_epochs": 0 if STRATEGY == "linear_probe" else num_epochs, "block_change": block_change}
 if STRATEGY in ("linear_probe", "lp_ft"):
     metrics.update(probe_seconds=round(probe_seconds, 2), probe_val_acc=probe_val_acc, features_cached=cache_hit,
                    probe_c=probe_c, probe_val_scores={str(c): score for c, score in probe_val_scores.items()})

@@ -52,6 +52,7 @@ from tqdm.auto import tqdm
 from helpers import adaptation as ad
 from helpers import (
     data,
+    exercises,
     keras_models,
     models,
     parameters,
@@ -500,7 +501,25 @@ metrics_path = reporting.save_run(run_folder, config, source.identity, metrics, 
 #    from the folds and the standardisation it applies first.
 #
 # </details>
-#
+
+# %% [markdown]
+# ### Coding exercise
+# 4. Write the quantity TENT minimises: `prediction_entropy(logits)`, the entropy in nats of each row's
+#    softmax, a tensor with one value per row. It must stay finite for very confident rows (a logit of 200),
+#    so take the log of the probabilities with `log_softmax`. Replace the `raise` line, then run the check.
+#    Reference solution: `solutions/07_domain_adaptation.py`.
+
+# %%
+def prediction_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy of each row's softmax, in nats."""
+    raise NotImplementedError  # your code here
+
+
+# %%
+exercises.check("07.1", prediction_entropy)
+
+
+# %% [markdown]
 # ## Summary
 # - Domain shift keeps the classes and changes the inputs; measure it before adapting (accuracy drop with
 #   labels, MMD and the proxy A-distance without).

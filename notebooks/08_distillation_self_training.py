@@ -61,7 +61,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from helpers import data, distill, models, parameters, plots, profiles, reporting, runtime, splits
+from helpers import data, distill, exercises, models, parameters, plots, profiles, reporting, runtime, splits
 from helpers import transfer_math as tm
 
 parameters.check_parameters(globals(), choices={"METHOD": distill.METHODS})  # names, types, ranges: checked here
@@ -532,7 +532,26 @@ metrics_path = reporting.save_run(run_folder, config, target.identity, metrics, 
 #    difference is smaller than with few: quantity makes up for part of the dark knowledge.
 #
 # </details>
-#
+
+# %% [markdown]
+# ### Coding exercise
+# 4. A threshold trades quantity for quality. Write `kept_precision(probs, true_labels, threshold)`: how many
+#    predictions have a top probability of at least `threshold`, and what fraction of those are right (`None`
+#    when none is kept). Then call it on the teacher's pool predictions at a few thresholds to see the trade
+#    (the pool's true labels are for this analysis only, as in the cells above). Replace the `raise` line,
+#    then run the check. Reference solution: `solutions/08_distillation_self_training.py`.
+
+# %%
+def kept_precision(probs: np.ndarray, true_labels: np.ndarray, threshold: float) -> tuple[int, float | None]:
+    """Number of predictions at or above the threshold, and the fraction of them that are right."""
+    raise NotImplementedError  # your code here
+
+
+# %%
+exercises.check("08.1", kept_precision)
+
+
+# %% [markdown]
 # ## Summary
 # - Distillation trains a student on a teacher's softened predictions: α T² KL + (1 − α) CE; the T² keeps the
 #   soft term's gradient size independent of T, and removing it at T = 8 turns the soft term off in practice.

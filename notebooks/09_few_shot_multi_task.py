@@ -54,7 +54,19 @@ from sklearn.linear_model import LogisticRegression
 from torch import nn
 from tqdm.auto import tqdm
 
-from helpers import data, models, parameters, plots, profiles, reporting, runtime, splits, torch_data, torch_train
+from helpers import (
+    data,
+    exercises,
+    models,
+    parameters,
+    plots,
+    profiles,
+    reporting,
+    runtime,
+    splits,
+    torch_data,
+    torch_train,
+)
 from helpers import transferability as tr
 
 parameters.check_parameters(globals(), choices={"PART": tr.PARTS})  # names, types and ranges: checked here
@@ -487,7 +499,25 @@ metrics_path = reporting.save_run(run_folder, config, target.identity, metrics, 
 #    checks that the notebook's loop keeps them exact). The + variants do not change: nothing is frozen there.
 #
 # </details>
-#
+
+# %% [markdown]
+# ### Coding exercise
+# 4. Few-shot results are reported as the mean accuracy over many episodes ± a 95% interval. Write
+#    `episodes_summary(accuracies)` returning the mean and the interval's half-width, 1.96 times the standard
+#    error (the sample standard deviation over the square root of the number of episodes). Replace the `raise`
+#    line, then run the check. Reference solution: `solutions/09_few_shot_multi_task.py`.
+
+# %%
+def episodes_summary(accuracies: np.ndarray) -> tuple[float, float]:
+    """Mean accuracy over episodes and the half-width of its 95% interval."""
+    raise NotImplementedError  # your code here
+
+
+# %%
+exercises.check("09.1", episodes_summary)
+
+
+# %% [markdown]
 # ## Summary
 # - Few-shot: sample episodes (disjoint, balanced support and query), report the mean over episodes with an
 #   interval; prototypes have nothing to fit, a probe has a boundary to fit; which wins depends on K.

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import sha256_file, write_image_folder, write_tar
+from PIL import Image
 
 from helpers import data
 
@@ -297,3 +298,16 @@ def test_cache_writes_are_atomic(tmp_path, monkeypatch):
     monkeypatch.undo()
     data.save_cache(target, synthetic)
     np.testing.assert_array_equal(data.load_cache(target).x_test, synthetic.x_test)
+
+
+def test_own_image_is_cropped_square_and_shrunk_and_bad_paths_say_what_to_do(tmp_path):
+    wide = np.zeros((40, 80, 3), dtype=np.uint8)
+    wide[:, 20:60] = 255  # a white centre square on black sides: the crop keeps only the white part
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    picture = data.read_own_image(tmp_path / "wide.png")
+    assert picture.shape == (32, 32, 3) and picture.dtype == np.uint8 and picture.min() > 200
+    with pytest.raises(FileNotFoundError, match="IMAGE_PATH"):
+        data.read_own_image(tmp_path / "missing.jpg")
+    (tmp_path / "notes.jpg").write_text("not an image")
+    with pytest.raises(data.DataFormatError, match="Cannot read image"):
+        data.read_own_image(tmp_path / "notes.jpg")

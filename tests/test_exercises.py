@@ -52,5 +52,5 @@ def test_a_wrong_answer_gets_a_message_not_a_traceback(capsys):
     assert "expected" in capsys.readouterr().out
     assert not exercises.check("05.1", lambda model: 1 / 0)
     assert "ZeroDivisionError" in capsys.readouterr().out
-    with pytest.raises(ValueError, match="exercises with a check: 02.1"):
+    with pytest.raises(ValueError, match="exercises with a check: 00.1"):
         exercises.check("99.9", print)
