@@ -30,19 +30,23 @@ def exercise(key: str, title: str) -> Callable[[Check], Check]:
     return register
 
 
-def check(key: str, answer: Callable[..., Any]) -> bool:
-    """Run one exercise's check on the learner's function, print a verdict, and return whether it passed."""
+def problem(key: str, answer: Callable[..., Any]) -> str | None:
+    """Run one exercise's check on the learner's function: None when right, else what is wrong (never raises)."""
     if key not in CHECKS:
         raise ValueError(f"Unknown exercise {key!r}; exercises with a check: {', '.join(sorted(CHECKS))}")
-    title, run = CHECKS[key]
     try:
-        problem = run(answer)
+        return CHECKS[key][1](answer)
     except NotImplementedError:
-        problem = "not written yet: replace the `raise NotImplementedError` line with your code"
+        return "not written yet: replace the `raise NotImplementedError` line with your code"
     except Exception as error:  # noqa: BLE001 - any mistake in the learner's code becomes a message
-        problem = f"your function raised {type(error).__name__}: {error}"
-    print(f"✅ Exercise {key} ({title}): correct." if problem is None else f"❌ Exercise {key} ({title}): {problem}")
-    return problem is None
+        return f"your function raised {type(error).__name__}: {error}"
+
+
+def check(key: str, answer: Callable[..., Any]) -> None:
+    """Print the verdict on the learner's function: correct, or what is wrong."""
+    found = problem(key, answer)
+    title = CHECKS[key][0]
+    print(f"✅ Exercise {key} ({title}): correct." if found is None else f"❌ Exercise {key} ({title}): {found}")
 
 
 # --------------------------------------------------------------------------------------------- notebook 02

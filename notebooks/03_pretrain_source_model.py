@@ -212,10 +212,12 @@ print(f"checkpoint: {path}\nsha256: {models.load_checkpoint(path)[1]['sha256']}"
 filters = model.features.stem[0].weight.detach().cpu().permute(0, 2, 3, 1)  # out, height, width, colour
 low, high = filters.amin(dim=(1, 2, 3), keepdim=True), filters.amax(dim=(1, 2, 3), keepdim=True)
 filters = ((filters - low) / (high - low)).numpy()
-columns = 16
-fig, axes = plt.subplots(len(filters) // columns, columns, figsize=(8, 0.55 * len(filters) // columns))
-for ax, image in zip(axes.ravel(), filters, strict=True):
-    ax.imshow(image, interpolation="nearest")
+columns = 8
+rows = -(-len(filters) // columns)  # ceiling division
+fig, axes = plt.subplots(rows, columns, figsize=(columns * 0.8, rows * 0.8 + 0.4), squeeze=False)
+for index, ax in enumerate(axes.ravel()):
+    if index < len(filters):
+        ax.imshow(filters[index], interpolation="nearest")
     ax.axis("off")
 fig.suptitle(f"the {len(filters)} first-layer filters of the source model", fontsize=9)
 plt.show()
