@@ -195,36 +195,46 @@ plt.show()
 # **McNemar's test** counts the images only run A got right (b) and only run B got right (c); if the runs are
 # equally accurate, each such image is a fair coin, so the exact p-value is a two-sided binomial test of b
 # heads in b + c tosses. A **permutation test** asks the same question by swapping the two runs' answers on
-# randomly chosen images and seeing how often the accuracy gap is as large as the one observed. We compare the
-# run above with the run that differs from it only in strategy (same framework, labels, seed and test images),
-# full fine-tuning when it exists.
+# randomly chosen images and seeing how often the accuracy gap is as large as the one observed. We compare LP-FT
+# with full fine-tuning, two honest PyTorch runs that differ only in strategy (same labels, seed and test
+# images), at the largest label count where both exist.
 
 # %%
-same_setting = ("labels_per_class", "seed", "validation")
-partners = [run for run in runs if run is not featured and run["framework"] == featured["framework"]
-            and all(run["config"].get(key) == featured["config"].get(key) for key in same_setting)
-            and run["config"]["strategy"] != featured["config"]["strategy"]
-            and np.array_equal(run["predictions"]["y_true"], pred["y_true"])]
-partner = max(partners, default=None, key=lambda run: run["config"]["strategy"] == "finetune_full")
+def honest_pytorch(strategy: str) -> dict:
+    """The honest PyTorch runs of one strategy, keyed by (labels per class, seed)."""
+    return {(run["config"].get("labels_per_class"), run["config"].get("seed")): run for run in runs
+            if run["framework"] == "pytorch" and run["config"]["strategy"] == strategy
+            and run["config"].get("validation") == "labelled"}
+
+
+lp_ft_runs, full_runs = honest_pytorch("lp_ft"), honest_pytorch("finetune_full")
+common = [key for key in lp_ft_runs if key in full_runs
+          and np.array_equal(lp_ft_runs[key]["predictions"]["y_true"], full_runs[key]["predictions"]["y_true"])]
+pair_key = max(common, default=None, key=lambda key: (key[0] or 10**9, -(key[1] or 0)))  # the most labels
 paired = None
-if partner is None:
-    print("No other run on the same test images with the same labels and seed: no paired test.")
+if pair_key is None:
+    print("No LP-FT and full fine-tuning runs with the same labels, seed and test images: no paired test.")
 else:
-    preds_a, preds_b = pred["probs"].argmax(1), partner["predictions"]["probs"].argmax(1)
-    gap, low, high = metrics.bootstrap_difference(pred["y_true"], preds_a, preds_b,
-                                                  resamples=config["bootstrap_resamples"], seed=SEED)
-    paired = {"a": featured["config"]["strategy"], "b": partner["config"]["strategy"], "gap": gap,
-              "interval": [low, high], **metrics.mcnemar(pred["y_true"], preds_a, preds_b),
-              "permutation_p": metrics.paired_permutation_p(pred["y_true"], preds_a, preds_b, seed=SEED)}
-    print(f"A = {paired['a']}, B = {paired['b']} ({featured['framework']}, {featured_labels} labels per class, "
-          f"seed {featured['config']['seed']}, {len(pred['y_true'])} test images)\n"
+    run_a, run_b = lp_ft_runs[pair_key], full_runs[pair_key]
+    truth = run_a["predictions"]["y_true"]
+    preds_a, preds_b = run_a["predictions"]["probs"].argmax(1), run_b["predictions"]["probs"].argmax(1)
+    gap, low, high = metrics.bootstrap_difference(truth, preds_a, preds_b, resamples=config["bootstrap_resamples"],
+                                                  seed=SEED)
+    paired = {"a": "lp_ft", "b": "finetune_full", "labels_per_class": pair_key[0], "seed": pair_key[1],
+              "gap": gap, "interval": [low, high], **metrics.mcnemar(truth, preds_a, preds_b),
+              "permutation_p": metrics.paired_permutation_p(truth, preds_a, preds_b, seed=SEED)}
+    print(f"A = LP-FT, B = full fine-tuning (PyTorch, {pair_key[0] or 'all'} labels per class, seed {pair_key[1]}, "
+          f"{len(truth)} test images)\n"
           f"accuracy A - B = {gap:+.4f}, paired 95% bootstrap interval [{low:+.4f}, {high:+.4f}]\n"
           f"McNemar: right by A only {paired['only_a']}, by B only {paired['only_b']}, exact p = "
           f"{paired['p_value']:.3g}; permutation test p = {paired['permutation_p']:.3g}")
 
 # %% [markdown]
 # Read the p-values against the gap: a small p says the gap is unlikely to be test-set noise, not that it is
-# large. The three numbers answer one question (is A's accuracy different from B's on these images?) from
+# large. In our run (50 labels per class, seed 0, CIFAR-10 JPEG copy) LP-FT beat full fine-tuning by 1.7
+# points: it alone was right on 202 images, full fine-tuning alone on 116, McNemar's exact p = 1.6 × 10⁻⁶,
+# the permutation test's p = 0.0002, the paired interval +1.0 to +2.4 points: beyond the test-set noise, for
+# this seed. The three numbers answer one question (is A's accuracy different from B's on these images?) from
 # different angles, so they usually agree; they say nothing about the *seed* noise, which only more runs
 # measure (see the first table's intervals and the data-efficiency curve's bars).
 
@@ -351,20 +361,17 @@ else:
 # on the same labels and seed (honest runs; 50 labels per class when the comparison has them).
 
 # %%
-moved = {}
-for run in runs:
-    cfg = run["config"]
-    if (run["framework"] == "pytorch" and cfg["strategy"] in ("finetune_full", "lp_ft")
-            and cfg.get("validation") == "labelled" and run["metrics"].get("block_change")):
-        moved.setdefault((cfg.get("labels_per_class"), cfg.get("seed")), {})[cfg["strategy"]] = run["metrics"][
-            "block_change"]
-pairs = {key: pair for key, pair in moved.items() if len(pair) == 2}
+with_change = [key for key in common if lp_ft_runs[key]["metrics"].get("block_change")
+               and full_runs[key]["metrics"].get("block_change")]
+block_key = min(with_change, default=None, key=lambda key: (key[0] != 50, key[0] or 10**9, key[1] or 0))
 block_movement = None
-if not pairs:
+if block_key is None:
     print("No full fine-tuning and LP-FT pair with recorded block changes: run the comparison (make course).")
 else:
-    labels, seed = min(pairs, key=lambda key: (key[0] != 50, key))
-    block_movement = {"labels_per_class": labels, "seed": seed, **pairs[(labels, seed)]}
+    labels, seed = block_key
+    block_movement = {"labels_per_class": labels, "seed": seed,
+                      "finetune_full": full_runs[block_key]["metrics"]["block_change"],
+                      "lp_ft": lp_ft_runs[block_key]["metrics"]["block_change"]}
     blocks = list(block_movement["finetune_full"])
     fig, ax = plt.subplots(figsize=(6, 3.2))
     for offset, strategy in ((-0.2, "finetune_full"), (0.2, "lp_ft")):
@@ -379,9 +386,10 @@ else:
         print(f"{b}: full fine-tuning {full:.4f}, LP-FT {lpft:.4f} ({lpft / full:.2f} times as far)")
 
 # %% [markdown]
-# Read the ratios above: below 1, LP-FT moved that block less than full fine-tuning did. The measure is crude
-# (a weight can move far along directions that do not change the features much), and one seed is one draw;
-# what it shows is where each strategy spent its updates, which is what Kumar et al.'s argument is about.
+# Read the ratios above: below 1, LP-FT moved that block less than full fine-tuning did. In our run (50 labels
+# per class, seed 0, CIFAR-10 JPEG copy) it moved every block less, 0.80 to 0.91 times as far, as Kumar et
+# al.'s argument predicts. The measure is crude (a weight can move far along directions that do not change the
+# features much), and one seed is one draw; what it shows is where each strategy spent its updates.
 
 # %% [markdown]
 # ## Answers, from the numbers
