@@ -101,7 +101,8 @@ start = time.perf_counter()
 cifar = data.load_dataset(DATASET, config["synthetic_train_per_class"], config["synthetic_test_per_class"], SEED)
 load_seconds = time.perf_counter() - start
 print(f"loaded in {load_seconds:.1f} s")
-print("identity:", cifar.identity)
+print(reporting.markdown_table([{"data identity": name, "value": value} for name, value in cifar.identity.items()],
+                               ["data identity", "value"]))
 print("images:", cifar.x_train.dtype, cifar.x_train.shape, " labels:", cifar.y_train.dtype, cifar.y_train.shape)
 
 # %% [markdown]
