@@ -197,32 +197,3 @@ def history_rows(history: Any, offset: int = 0) -> list[dict[str, float]]:
              "val_categorical_accuracy": "val_acc"}
     return [{"epoch": offset + i + 1, **{new: float(logs[old][i]) for old, new in names.items() if old in logs}}
             for i in range(len(logs["loss"]))]
-
-
-def vgg16_baseline(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
-                   num_classes: int, epochs: int = 10, weights: str | None = "imagenet", seed: int = 0
-                   ) -> dict[str, float]:
-    """Train the often-quoted baseline (frozen VGG16 at 32x32, Flatten, Dense 256, Dense) with its bugs fixed.
-
-    Fixed: the last Dense outputs logits for a loss built with `from_logits=True` (not a softmax under it),
-    and the held-out accuracy comes from a stratified 10% of the training images, not from the test set, which
-    is read once. The base is frozen and there is no augmentation, so its features are computed once and the
-    head trains on them: the same model as stacking the layers, at a fraction of the cost on a CPU.
-    """
-    import keras
-
-    from .splits import stratified_split
-
-    keras.utils.set_random_seed(seed)
-    base = build_application("vgg16", weights=weights, input_shape=(32, 32, 3))
-    preprocess = preprocessing("vgg16")
-    features = [keras.ops.convert_to_numpy(base.predict(preprocess(x.astype("float32") / 255.0), batch_size=256,
-                                                        verbose=0)) for x in (x_train, x_test)]
-    fit_idx, val_idx = stratified_split(y_train, 0.1, seed)
-    head = keras.Sequential([keras.Input(features[0].shape[1:]), keras.layers.Flatten(),
-                             keras.layers.Dense(256, activation="relu"), keras.layers.Dense(num_classes)])
-    head.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                 metrics=["accuracy"])
-    head.fit(features[0][fit_idx], y_train[fit_idx], epochs=epochs, batch_size=128, verbose=0)
-    return {"val_acc": float(head.evaluate(features[0][val_idx], y_train[val_idx], verbose=0)[1]),
-            "test_acc": float(head.evaluate(features[1], y_test, verbose=0)[1])}

@@ -501,8 +501,6 @@ metrics_path = reporting.save_run(run_folder, config, cifar.identity,
 #    still unique? What happens to ‖W‖?
 # 2. In the L2-SP cell, set α = 0. Which method is it now equivalent to?
 # 3. Change `MMD_BANDWIDTH` to 100 times the median heuristic. Why does the test lose its power?
-# 4. Remove the T² from the distillation loss and train at T = 8. What would you have to change to get the
-#    same result as with the factor?
 #
 # <details><summary>Solutions (click to open)</summary>
 #
@@ -513,14 +511,12 @@ metrics_path = reporting.save_run(run_folder, config, cifar.identity,
 #    change the p-value. With a huge σ the kernel is nearly quadratic, k(x, y) ≈ 1 − ‖x − y‖²/(2σ²), and MMD²
 #    becomes (up to that factor) the squared distance between the two *means*: the test then only sees
 #    differences in the mean, and loses its power against every other difference between the distributions.
-# 4. Multiply the weight of the soft term alone by T² = 64 (α T² instead of α), keeping (1 − α) on the hard-label
-#    term: the factor scales only the distillation term. Multiplying α itself would also shrink 1 − α.
 #
 # </details>
 
 # %% [markdown]
 # ### Coding exercise
-# 5. A linear probe is fitted on standardised features, (x − μ)/σ. To use it as the network's new head,
+# 4. A linear probe is fitted on standardised features, (x − μ)/σ. To use it as the network's new head,
 #    fold the standardisation into the layer: find W′ and b′ with W′x + b′ = W (x − μ)/σ + b for every x.
 #    Replace the `raise` line with your code, then run the check cell (notebook 05 turns its probe into a head
 #    this way). Reference solution: `solutions/02_math_of_transfer.py`.

@@ -352,17 +352,38 @@ else:
 # 2. it passes the **test set** as `validation_data` and reports the best epoch on it: the test set then
 #    chooses the model, and the reported number is optimistic.
 #
-# `keras_models.vgg16_baseline` rebuilds that head with both fixed (logits out, a held-out 10% of the training
-# images for validation, the test set read once). It needs the ImageNet weights (`make prefetch`); without them
-# this cell says so and skips.
+# `vgg16_baseline` below rebuilds that head with both fixed (logits out, a held-out 10% of the training images
+# for validation, the test set read once). The base is frozen and there is no augmentation, so its features are
+# computed once and the head trains on them: the same model as stacking the layers, at a fraction of the cost
+# on a CPU. It needs the ImageNet weights (`make prefetch`); without them the cell says so and skips.
 
 # %%
+def vgg16_baseline(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+                   num_classes: int, epochs: int = 10, weights: str | None = "imagenet", seed: int = 0
+                   ) -> dict[str, float]:
+    """Train the often-quoted baseline (frozen VGG16 at 32x32, Flatten, Dense 256, Dense) with its bugs fixed."""
+    keras.utils.set_random_seed(seed)
+    vgg = keras_models.build_application("vgg16", weights=weights, input_shape=(32, 32, 3))
+    preprocess = keras_models.preprocessing("vgg16")
+    features = [keras.ops.convert_to_numpy(vgg.predict(preprocess(x.astype("float32") / 255.0), batch_size=256,
+                                                       verbose=0)) for x in (x_train, x_test)]
+    fit_idx, val_idx = splits.stratified_split(y_train, 0.1, seed)  # held out from training, not the test set
+    head = keras.Sequential([keras.Input(features[0].shape[1:]), keras.layers.Flatten(),
+                             keras.layers.Dense(256, activation="relu"),
+                             keras.layers.Dense(num_classes)])  # fix 1: logits, no softmax under from_logits
+    head.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                 metrics=["accuracy"])
+    head.fit(features[0][fit_idx], y_train[fit_idx], epochs=epochs, batch_size=128, verbose=0)
+    return {"val_acc": float(head.evaluate(features[0][val_idx], y_train[val_idx], verbose=0)[1]),
+            "test_acc": float(head.evaluate(features[1], y_test, verbose=0)[1])}  # fix 2: the test set, once
+
+
 vgg16 = None
 vgg16_available = weights.weight_file("keras", "vgg16").is_cached() or not paths.is_offline()
 if VGG16_BASELINE and vgg16_available:
     try:
-        vgg16 = keras_models.vgg16_baseline(cifar.x_train, cifar.y_train, cifar.x_test, cifar.y_test,
-                                            cifar.num_classes, epochs=10, seed=SEED)
+        vgg16 = vgg16_baseline(cifar.x_train, cifar.y_train, cifar.x_test, cifar.y_test, cifar.num_classes,
+                               epochs=10, seed=SEED)
         print(f"VGG16 frozen baseline, bugs fixed, full data, 10 epochs: held-out {vgg16['val_acc']:.4f}, test "
               f"{vgg16['test_acc']:.4f} (the blog's claim: 0.771); this run ({STRATEGY}): {test_acc:.4f} on "
               f"task '{task}'")

@@ -434,8 +434,7 @@ metrics_path = reporting.save_run(run_folder, config, target.identity, metrics, 
 #    `VALIDATION = "oracle"` so that there is a learning curve. What happens to the validation accuracy in the
 #    first epochs, and why?
 # 2. For `finetune_top`, check that the frozen blocks' BatchNorm running means are the same before and after
-#    training. What would change if `fit` did not keep them in eval mode?
-# 3. With 10 labels per class, which strategy wins: `scratch`, `linear_probe` or `lp_ft`? Predict first.
+#    training. What would change if the training loop did not keep them in eval mode?
 #
 # <details><summary>Solutions (click to open)</summary>
 #
@@ -445,18 +444,14 @@ metrics_path = reporting.save_run(run_folder, config, target.identity, metrics, 
 # 2. `frozen[0][1].running_mean` (the stem's BatchNorm) is unchanged, because `set_train_mode` puts every
 #    frozen module back in eval mode each epoch. In train mode, BatchNorm would update its running statistics
 #    from target batches even though no weight gets a gradient, silently changing the frozen features.
-# 3. Transfer wins clearly with 10 labels per class: the linear probe and LP-FT start from features learned on
-#    22,500 source images, scratch from nothing. The comparison that `make course` runs (notebook 06's table,
-#    with 95% intervals) gives the numbers on your machine and data; whether the probe or LP-FT is ahead at
-#    10 labels is usually within the noise.
 #
 # </details>
 
 # %% [markdown]
 # ### Coding exercises
-# 4. Write `freeze_all_but_last_stage(model)`: leave only the last residual stage (`features.stage3`), the
+# 3. Write `freeze_all_but_last_stage(model)`: leave only the last residual stage (`features.stage3`), the
 #    feature BatchNorm (`features.norm`) and the head trainable, and return the number of trainable parameters.
-# 5. Write the L2-SP penalty, α/2 Σ‖w − w⁰‖² over the transferred weights plus β/2 Σ‖v‖² over the new head's
+# 4. Write the L2-SP penalty, α/2 Σ‖w − w⁰‖² over the transferred weights plus β/2 Σ‖v‖² over the new head's
 #    weights, as a tensor that gradients flow through.
 #
 # Replace each `raise` line with your code and run the check cell below it. Reference solutions:

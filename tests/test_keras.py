@@ -103,6 +103,16 @@ def test_history_rows_use_the_pytorch_names():
     assert rows[1] == {"epoch": 4, "train_loss": 0.5, "train_acc": 0.6, "val_loss": 0.6, "val_acc": 0.5}
 
 
+def notebook_vgg16_baseline():
+    """Notebook 04's VGG16 baseline function, as the notebook defines it."""
+    from notebook_code import notebook_definition
+
+    from helpers import splits
+
+    return notebook_definition("04_keras_finetuning", "vgg16_baseline",
+                               {"keras": keras, "keras_models": keras_models, "splits": splits, "np": np})
+
+
 def test_vgg16_baseline_trains_its_head_on_frozen_features(monkeypatch):
     from helpers import data
 
@@ -113,8 +123,8 @@ def test_vgg16_baseline_trains_its_head_on_frozen_features(monkeypatch):
     monkeypatch.setattr(keras_models, "keras_application", lambda name: small_base)
     keras.utils.set_random_seed(0)
     synthetic = data.make_synthetic(50, 10, seed=0)
-    result = keras_models.vgg16_baseline(synthetic.x_train, synthetic.y_train, synthetic.x_test, synthetic.y_test,
-                                         10, epochs=25, weights=None)
+    result = notebook_vgg16_baseline()(synthetic.x_train, synthetic.y_train, synthetic.x_test, synthetic.y_test,
+                                       10, epochs=25, weights=None)
     assert result["test_acc"] > 0.2 and result["val_acc"] > 0.2  # chance is 0.1 (fixed seed; 50 validation images)
 
 
@@ -124,8 +134,8 @@ def test_failed_weight_download_says_how_to_retry_or_go_offline(monkeypatch):
 
     monkeypatch.setattr(keras_models, "keras_application", lambda name: unreachable)
     with pytest.raises(OSError, match="make prefetch.*WORKBOOK_OFFLINE=1"):
-        keras_models.vgg16_baseline(np.zeros((2, 32, 32, 3), np.uint8), np.zeros(2), np.zeros((2, 32, 32, 3), np.uint8),
-                                    np.zeros(2), 10)
+        notebook_vgg16_baseline()(np.zeros((2, 32, 32, 3), np.uint8), np.zeros(2), np.zeros((2, 32, 32, 3), np.uint8),
+                                  np.zeros(2), 10)
 
 
 def test_notebook_runs_on_the_torch_backend(tmp_path, data_root):
