@@ -46,11 +46,11 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "full": {"images_per_task": 2000, "synthetic_train_per_class": 500, "synthetic_test_per_class": 500},
     },
     "03_pretrain_source_model": {
-        "smoke": {"num_epochs": 2, "train_per_class": 300, "batch_size": 128, "lr": 0.1,
+        "smoke": {"num_epochs": 2, "train_per_class": 300, "batch_size": 128, "lr": 0.1, "range_test_steps": 20,
                   "synthetic_train_per_class": 400, "synthetic_test_per_class": 50},  # 360 left after validation
-        "cpu": {"num_epochs": 13, "train_per_class": None, "batch_size": 256, "lr": 0.2,
+        "cpu": {"num_epochs": 13, "train_per_class": None, "batch_size": 256, "lr": 0.2, "range_test_steps": 100,
                 "synthetic_train_per_class": 1000, "synthetic_test_per_class": 200},
-        "full": {"num_epochs": 40, "train_per_class": None, "batch_size": 128, "lr": 0.1,
+        "full": {"num_epochs": 40, "train_per_class": None, "batch_size": 128, "lr": 0.1, "range_test_steps": 100,
                  "synthetic_train_per_class": 5000, "synthetic_test_per_class": 1000},
     },
     "04_keras_finetuning": finetuning_profiles(imagenet_cpu_size=96),

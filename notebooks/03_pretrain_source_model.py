@@ -276,7 +276,7 @@ range_tests = {"fine-tuning (source features)": transferred,
 fig, ax = plt.subplots(figsize=(6, 3.5))
 best_rates = {}
 for name, net in range_tests.items():
-    rates, losses = lr_range_test(net, x_lr, y_lr)
+    rates, losses = lr_range_test(net, x_lr, y_lr, steps=config["range_test_steps"])
     curve = smoothed(losses)
     best_rates[name] = rates[int(curve.argmin())]
     ax.plot(rates, curve, label=f"{name}: lowest at {best_rates[name]:.2g}")
