@@ -72,7 +72,8 @@ def test_notebook_04_train_step_matches_keras_fit():
     hand_optimizer = sgd()
     hand_losses = [train_step(by_hand, hand_optimizer, x, y) for x, y in batches]
     by_fit.compile(optimizer=sgd(), loss=loss)
-    fit_loss = by_fit.fit((batch for batch in batches), epochs=1, steps_per_epoch=3, verbose=0).history["loss"][0]
+    fit_loss = by_fit.fit((batch for batch in batches), epochs=1, steps_per_epoch=3, verbose=0,
+                          shuffle=False).history["loss"][0]
     assert np.mean(hand_losses) == pytest.approx(fit_loss, rel=1e-5)
     for mine, theirs in zip(by_hand.get_weights(), by_fit.get_weights(), strict=True):
         np.testing.assert_allclose(mine, theirs, atol=1e-5)
