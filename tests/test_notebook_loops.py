@@ -68,7 +68,7 @@ def test_notebook_04_train_step_matches_keras_fit():
     by_hand, by_fit = (keras.models.clone_model(model) for _ in range(2))
     for copy_ in (by_hand, by_fit):
         copy_.set_weights(model.get_weights())
-    sgd = lambda: keras.optimizers.SGD(0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)  # noqa: E731
+    sgd = notebook_definition("04_keras_finetuning", "sgd", {"keras": keras})  # the notebook's optimizer settings
     hand_optimizer = sgd()
     hand_losses = [train_step(by_hand, hand_optimizer, x, y) for x, y in batches]
     by_fit.compile(optimizer=sgd(), loss=loss)
