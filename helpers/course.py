@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .paths import PROFILE_ENV, PROJECT_ROOT, outputs_root
+from .paths import PROFILE_ENV, PROJECT_ROOT, absolute_path_variables, outputs_root
 from .profiles import VALID_PROFILES, choose_profile
 from .reporting import save_json, write_benchmark
 from .runtime import native_stderr_silenced
@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", help="notebook name prefixes, e.g. 00 03")
     parser.add_argument("--no-comparison", action="store_true", help="skip the built-in comparison before 06")
     args = parser.parse_args(argv)
+    absolute_path_variables()  # kernels run in notebooks/: a relative path must mean what it meant here
     folder = outputs_root() / "notebooks"
     folder.mkdir(parents=True, exist_ok=True)
     profile = choose_profile(args.profile)

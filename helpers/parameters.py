@@ -10,9 +10,13 @@ from __future__ import annotations
 import difflib
 import operator
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from .data import VALID_DATASETS
+from .paths import OUTPUTS_ENV, is_writable, outputs_root
 from .profiles import VALID_PROFILES
 from .splits import VALIDATION_MODES
 
@@ -69,11 +73,47 @@ def value_problem(name: str, value: Any, declared_type: str, choices: Sequence[A
     return None
 
 
+def image_problem(value: str) -> str | None:
+    """Say why IMAGE_PATH cannot be read as a photo (missing, a folder, not an image), or None when it can."""
+    path = Path(value).expanduser()
+    if not path.is_file():
+        return f"IMAGE_PATH={value!r}: no such file; give an existing JPEG or PNG file, or None to use a test image"
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except (OSError, SyntaxError, Image.DecompressionBombError) as error:
+        return f"IMAGE_PATH={value!r} is not an image Pillow can read ({error}); give a JPEG or PNG file"
+    return None
+
+
+def outputs_problem(output_dir: str | None) -> str | None:
+    """Say why the run's record could not be written (a file, or a folder it may not write), or None when it can."""
+    try:
+        folder = Path(output_dir).expanduser() if output_dir else outputs_root()
+    except OSError as error:  # outputs_root names the variable and the fix
+        return str(error)
+    where = f"OUTPUT_DIR={output_dir!r}" if output_dir else f"{OUTPUTS_ENV} ({folder})"
+    if folder.exists() and not folder.is_dir():
+        return f"{where} is a file, not a folder: point it at a folder (it is created if missing)"
+    if not is_writable(folder):
+        return f"{where} cannot be written: point it at a folder you can write"
+    return None
+
+
+def place_problems(namespace: Mapping[str, Any]) -> list[str]:
+    """Check, before any work, the places a run reads and writes last: IMAGE_PATH and the run's record folder."""
+    found = [outputs_problem(namespace.get("OUTPUT_DIR"))]
+    if isinstance(namespace.get("IMAGE_PATH"), str):
+        found.append(image_problem(namespace["IMAGE_PATH"]))
+    return [problem for problem in found if problem]
+
+
 def check_parameters(namespace: Mapping[str, Any], choices: Mapping[str, Sequence[Any]] | None = None) -> None:
     """Refuse unknown parameters, and values of the wrong type, outside their choices or out of range.
 
-    Unknown means injected by papermill but not declared (annotated) in the parameters cell. All problems are listed
-    in one error.
+    Unknown means injected by papermill but not declared (annotated) in the parameters cell. The places a run needs
+    at its end (its record folder, IMAGE_PATH) are checked too, so no training is lost to a bad path. All problems
+    are listed in one error.
     """
     declared = {name: type_name(annotation) for name, annotation in namespace.get("__annotations__", {}).items()}
     problems = []
@@ -86,6 +126,7 @@ def check_parameters(namespace: Mapping[str, Any], choices: Mapping[str, Sequenc
         problem = value_problem(name, namespace.get(name), declared_type, (choices or {}).get(name))
         if problem:
             problems.append(problem)
+    problems += place_problems(namespace)
     if problems:
         raise ParameterError("Invalid parameters (fix them with papermill -p NAME VALUE, or in the parameters cell):"
                              "\n  " + "\n  ".join(problems))

@@ -18,6 +18,34 @@ PROFILE_ENV = "WORKBOOK_PROFILE"  # forces a profile in every notebook (smoke, c
 CACHE_ENV = "WORKBOOK_CACHE"  # where caches go when the data root is read-only (default ~/.cache/transfer-workbook)
 
 PREFETCH_COMMAND = "make prefetch"
+PATH_VARIABLES = (DATA_ENV, OUTPUTS_ENV, CIFAR10_SOURCE_ENV, CACHE_ENV)
+
+
+def launch_directory() -> Path:
+    """Return the folder the user typed the command in: the shell's PWD, which a kernel started elsewhere inherits.
+
+    Papermill and Jupyter start kernels in notebooks/, but leave PWD as the user's shell set it, so a relative path
+    the user gave is resolved where they meant it.
+    """
+    pwd = os.environ.get("PWD")
+    return Path(pwd) if pwd and Path(pwd).is_absolute() and Path(pwd).is_dir() else Path.cwd()
+
+
+def env_path(variable: str) -> Path | None:
+    """Read a path variable as an absolute path (`~` expanded, a relative one taken from the launch folder), or None."""
+    value = os.environ.get(variable, "").strip()
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else launch_directory() / path
+
+
+def absolute_path_variables() -> None:
+    """Rewrite every path variable set in this process as an absolute path, so the kernels it starts agree with it."""
+    for variable in PATH_VARIABLES:
+        path = env_path(variable)
+        if path is not None:
+            os.environ[variable] = str(path)
 
 
 def _folder(path: Path, variable: str) -> Path:
@@ -27,15 +55,15 @@ def _folder(path: Path, variable: str) -> Path:
                                  "(it is created if missing), or unset it.")
     try:
         path.mkdir(parents=True, exist_ok=True)
-    except PermissionError:
-        raise PermissionError(f"Cannot create {path} (from {variable}): permission denied. Point {variable} at a "
-                              "folder you can write, or create it first.") from None
+    except OSError as error:  # permission denied, a file on the way, a read-only file system
+        raise type(error)(f"Cannot create {path} (from {variable}): {error.strerror or error}. Point {variable} at a "
+                          "folder you can write, or create it first.") from None
     return path
 
 
 def _data_root_path() -> Path:
     """Return the cache root's path without creating it."""
-    return Path(os.environ.get(DATA_ENV) or PROJECT_ROOT / "data").expanduser()
+    return env_path(DATA_ENV) or PROJECT_ROOT / "data"
 
 
 def data_root() -> Path:
@@ -56,7 +84,7 @@ def is_writable(folder: Path) -> bool:
 def _user_cache_path() -> Path:
     """Return the per-user cache for a read-only data root: WORKBOOK_CACHE, else ~/.cache/transfer-workbook."""
     default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "transfer-workbook"
-    return Path(os.environ.get(CACHE_ENV) or default).expanduser()
+    return env_path(CACHE_ENV) or default
 
 
 def cache_dir(kind: str) -> Path:
@@ -108,7 +136,7 @@ def atomic_write_text(path: Path, text: str) -> Path:
 
 def outputs_root() -> Path:
     """Return the folder for executed notebooks, metrics and benchmarks (`outputs/`)."""
-    return _folder(Path(os.environ.get(OUTPUTS_ENV) or PROJECT_ROOT / "outputs").expanduser(), OUTPUTS_ENV)
+    return _folder(env_path(OUTPUTS_ENV) or PROJECT_ROOT / "outputs", OUTPUTS_ENV)
 
 
 def is_offline() -> bool:

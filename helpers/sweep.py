@@ -27,6 +27,7 @@ import csv
 import io
 import itertools
 import json
+import math
 import os
 import re
 import sys
@@ -37,9 +38,9 @@ from typing import Any
 import numpy as np
 
 from .course import NOTEBOOKS_DIR, execute
-from .data import data_source
+from .data import data_source, sha256_of
 from .parameters import value_problem
-from .paths import atomic_write_text, outputs_root
+from .paths import absolute_path_variables, atomic_write_text, outputs_root
 from .profiles import choose_profile
 from .reporting import markdown_table, read_record, save_json
 
@@ -55,27 +56,74 @@ def run_name(params: dict[str, Any]) -> str:
     return "_".join(f"{name}-{re.sub(r'[^A-Za-z0-9._]+', '', str(value))}" for name, value in params.items())
 
 
+def file_hash(path: Path) -> str | None:
+    """Return the SHA-256 of a file a run reads (a teacher checkpoint), or None when there is no such file."""
+    return sha256_of(path) if path.is_file() else None
+
+
+def source_model_hash(profile: str | None) -> str | None:
+    """Return the SHA-256 of the course's source model for a profile, from its record, or None when none is saved."""
+    if profile is None:
+        return None
+    from .models import checkpoint_path  # torch is imported only when a run is checked
+
+    path = checkpoint_path(profile)
+    record = read_record(path.with_suffix(".json")) if path.exists() and path.with_suffix(".json").exists() else None
+    return (record or {}).get("sha256")
+
+
+def started_from(record: dict[str, Any]) -> str | None:
+    """Return the hash of the course source model a run started from (the PyTorch original for a Keras port)."""
+    weights = record.get("weights") or {}
+    return (weights.get("torch_sha256") or weights.get("sha256")) if weights.get("weights") == "course" else None
+
+
 def run_request(notebook: Path, params: dict[str, Any]) -> dict[str, Any]:
-    """Say what a run's result depends on besides the notebook's code: parameters, concrete profile and data source."""
+    """Say what a run depends on besides its code: parameters, concrete profile, data source, any teacher by hash.
+
+    The source model it starts from is checked against its metrics.json instead (`finished`), since a first run may
+    train that model itself.
+    """
     try:
         profile = choose_profile(str(params.get("PROFILE", "auto")))
     except ValueError:  # the notebook itself refuses it, with the valid profiles
         profile = None
     request = {"notebook": notebook.stem, "params": params, "profile": profile, "data_source": data_source()}
+    if params.get("TEACHER"):
+        request["teacher"] = file_hash(Path(str(params["TEACHER"])).expanduser())
     return json.loads(json.dumps(request, default=str))  # as it reads back from request.json
 
 
+def complete_record(path: Path) -> dict[str, Any] | None:
+    """Read a run's metrics.json, or None when it is missing, damaged, or holds no metrics (`{}` is no result)."""
+    record = read_record(path) if path.exists() else None
+    return record if record and isinstance(record.get("metrics"), dict) and record["metrics"] else None
+
+
+def stale_source_model(record: dict[str, Any], request: dict[str, Any]) -> bool:
+    """Tell whether a run started from a course source model other than the one on disk now (retrained since)."""
+    used = started_from(record)
+    return used is not None and used != source_model_hash(request.get("profile"))
+
+
 def finished(folder: Path, request: dict[str, Any]) -> bool:
-    """Tell whether a run folder holds an intact metrics.json made for exactly this request."""
-    return ((folder / "metrics.json").exists() and (folder / "request.json").exists()
-            and read_record(folder / "request.json") == request and read_record(folder / "metrics.json") is not None)
+    """Tell whether a run folder holds an intact metrics.json made for exactly this request and source model."""
+    if not (folder / "request.json").exists() or read_record(folder / "request.json") != request:
+        return False
+    record = complete_record(folder / "metrics.json")
+    return record is not None and not stale_source_model(record, request)
+
+
+REQUEST_WORDS = {"notebook": "notebook", "params": "parameters", "profile": "profile", "data_source": "data",
+                 "teacher": "teacher checkpoint"}
 
 
 def run_one(notebook: Path, params: dict[str, Any], folder: Path, rerun: bool = False) -> dict[str, Any]:
     """Execute one combination unless it finished earlier with the same request (or `rerun`); never raise.
 
-    A finished run is reused only when its metrics.json is intact and the request beside it (parameters, concrete
-    profile, data source) is the one asked now: a smoke result is never reported as a cpu one.
+    A finished run is reused only when its metrics.json is intact, the request beside it (parameters, concrete
+    profile, data source, teacher) is the one asked now, and it started from the source model on disk now: a smoke
+    result is never reported as a cpu one, nor a result of a since-retrained model as this one's.
     """
     metrics_file, request_file = folder / "metrics.json", folder / "request.json"
     executed = folder / f"{notebook.stem}.ipynb"
@@ -84,15 +132,18 @@ def run_one(notebook: Path, params: dict[str, Any], folder: Path, rerun: bool = 
         if finished(folder, request):
             return {"params": params, "status": "done earlier", "folder": str(folder), "seconds": 0.0}
         earlier = read_record(request_file) if request_file.exists() else None
-        if earlier is not None and earlier != request:
-            changed = [key for key in request if earlier.get(key) != request[key]]
+        record = complete_record(metrics_file)
+        changed = [REQUEST_WORDS[key] for key in request if earlier is not None and earlier.get(key) != request[key]]
+        if record is not None and stale_source_model(record, request):
+            changed.append("source model (notebook 03's checkpoint was retrained since)")
+        if changed:
             print(f"{folder.name}: ran earlier with another {' and '.join(changed)}; running it again.")
     metrics_file.unlink(missing_ok=True)  # a failed run must not pass for an earlier success
     save_json(request_file, request)
     start = time.perf_counter()
     try:
         execute(notebook, executed, {**params, "OUTPUT_DIR": str(folder.resolve())})
-        status = "ok" if metrics_file.exists() else "failed: the notebook wrote no metrics.json"
+        status = "ok" if complete_record(metrics_file) else "failed: the notebook wrote no complete metrics.json"
     except Exception as error:  # papermill's execution errors, a dead kernel: record and carry on
         status = f"failed: {type(error).__name__}: {str(error).strip().splitlines()[-1][:300]}"
     return {"params": params, "status": status, "folder": str(folder), "executed_notebook": str(executed),
@@ -100,12 +151,30 @@ def run_one(notebook: Path, params: dict[str, Any], folder: Path, rerun: bool = 
 
 
 def notebook_path(notebook: str) -> Path:
-    """Return a course notebook's path by name, listing the notebooks when the name is wrong."""
-    path = NOTEBOOKS_DIR / f"{notebook}.ipynb"
-    if not path.exists():
-        known = ", ".join(p.stem for p in sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")))
-        raise ValueError(f"No notebook {notebook!r}; notebooks: {known}")
-    return path
+    """Return a course notebook's path by name (one of notebooks/, no path), listing them when the name is wrong."""
+    known = {p.stem: p for p in sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))}
+    if notebook not in known:
+        raise ValueError(f"No course notebook {notebook!r} (give a name, not a path); notebooks: {', '.join(known)}")
+    return known[notebook]
+
+
+MAX_UNCONFIRMED_RUNS = 100  # a bigger grid runs only with --yes: it is more likely a typo than a plan
+
+
+def grid_size(grid: dict[str, list[Any]]) -> int:
+    """Count a grid's combinations without listing them."""
+    return math.prod(len(values) for values in grid.values())
+
+
+def check_run_names(grid: dict[str, list[Any]]) -> None:
+    """Refuse a grid whose combinations share a run folder name (values that differ only in stripped characters)."""
+    names: dict[str, dict[str, Any]] = {}
+    for params in expand_grid(grid):
+        earlier = names.setdefault(run_name(params), params)
+        if earlier is not params:
+            raise ValueError(f"Two combinations would share the run folder {run_name(params)!r}: {earlier} and "
+                             f"{params}. Folder names keep only letters, digits, '.' and '_': make the values differ "
+                             "in those.")
 
 
 def run_sweep(notebook: str, grid: dict[str, list[Any]], root: Path, workers: int | None = None,
@@ -176,7 +245,7 @@ def load_grid(path: Path) -> tuple[str, dict[str, list[Any]]]:
     shape = "expected a mapping with 'notebook', 'parameters' (a mapping of value lists) and optional 'seeds'"
     try:
         spec = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as error:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         raise ValueError(f"{path}: cannot read it as YAML ({' '.join(str(error).split())}); {shape}") from error
     if not isinstance(spec, dict) or "notebook" not in spec or not isinstance(spec.get("parameters", {}), dict):
         raise ValueError(f"{path}: {shape}, e.g. notebook: 05_pytorch_finetuning")
@@ -240,12 +309,21 @@ def main(argv: list[str] | None = None) -> int:
     where.add_argument("--scheduler", help="run on an existing Dask cluster, e.g. tcp://10.0.0.5:8786")
     parser.add_argument("--gpu", action="store_true", help="each run needs one GPU: Dask workers started with "
                         "--resources GPU=1 (one per GPU) run one notebook at a time each")
+    parser.add_argument("--yes", action="store_true", help=f"run a grid of more than {MAX_UNCONFIRMED_RUNS} "
+                        "combinations")
     args = parser.parse_args(argv)
     if args.workers is not None and args.workers < 1:
         parser.error(f"--workers must be >= 1, got {args.workers}")
+    absolute_path_variables()  # kernels run in notebooks/: a relative path must mean what it meant here
     try:
         notebook, grid = load_grid(args.grid)
+        count = grid_size(grid)
+        if count > MAX_UNCONFIRMED_RUNS and not args.yes:
+            raise ValueError(f"{args.grid} asks for {count:,} runs ({' x '.join(str(len(v)) for v in grid.values())}"
+                             f" values of {', '.join(grid)}). Trim the grid, or pass --yes to run them all.")
         validate_grid(notebook_path(notebook), grid)
+        check_run_names(grid)
+        print(f"Sweep of {notebook}: {count} run{'s' if count != 1 else ''}", flush=True)
         root = args.out or outputs_root() / "runs" / notebook
         rows = summary_rows(run_sweep(notebook, grid, root, args.workers, args.scheduler, args.gpu))
     except (ValueError, ConnectionError) as error:

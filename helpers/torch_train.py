@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -111,20 +112,38 @@ def data_key(identity: dict[str, Any]) -> str:
     return repr(sorted((name, value) for name, value in identity.items() if name not in ("task", "classes")))
 
 
+def _array_digest(values: np.ndarray) -> str:
+    """Hash an array's dtype, shape and bytes, so a cache entry zeroed or cut at its right size is caught."""
+    digest = hashlib.sha256(f"{values.dtype.str}{values.shape}".encode())
+    digest.update(np.ascontiguousarray(values).tobytes())
+    return digest.hexdigest()
+
+
+def _read_features(path: Path) -> np.ndarray:
+    """Read one feature cache entry and check it against the hash stored with it; raise ValueError when it differs."""
+    with np.load(path, allow_pickle=False) as stored:
+        values, stored_digest = stored["values"], str(stored["sha256"])
+    if _array_digest(values) != stored_digest:
+        raise ValueError("its values do not match the checksum stored with them")
+    return values
+
+
 def cached_features(key: dict[str, Any], compute: Callable[[], np.ndarray]) -> tuple[np.ndarray, Path, bool]:
     """Return features from data/features/ when this exact key was computed before, else compute and store.
 
-    A damaged file is recomputed; the store is atomic, so two runs computing the same entry both succeed. A read-only
-    data root is read, and new entries go to the user cache.
+    Each entry stores its values with their checksum, verified on every read: a damaged entry (cut short, zeroed,
+    rewritten) is named and recomputed. The store is atomic, so two runs computing the same entry both succeed. A
+    read-only data root is read, and new entries go to the user cache.
     """
-    name = f"{key.get('model', 'model')}-{hashlib.sha256(repr(sorted(key.items())).encode()).hexdigest()[:20]}.npy"
+    name = f"{key.get('model', 'model')}-{hashlib.sha256(repr(sorted(key.items())).encode()).hexdigest()[:20]}.npz"
     for path in cached_files("features", name):
         try:
-            return np.load(path, allow_pickle=False), path, True
-        except (OSError, ValueError, EOFError) as error:
+            return _read_features(path), path, True
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
             print(f"Feature cache {path} is damaged ({error}); computing the features again.")
     values = compute()
-    path = atomic_write(cache_dir("features") / name, lambda stream: np.save(stream, values))
+    path = atomic_write(cache_dir("features") / name,
+                        lambda stream: np.savez(stream, values=values, sha256=np.array(_array_digest(values))))
     return values, path, False
 
 

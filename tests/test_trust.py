@@ -113,7 +113,8 @@ def test_sweeps_reuse_a_run_only_for_the_same_profile_and_data(tmp_path, monkeyp
 
     def fake_execute(notebook, executed, params):
         calls.append(params)
-        reporting.save_json(Path(params["OUTPUT_DIR"]) / "metrics.json", {"config": {"profile": "smoke"}})
+        reporting.save_json(Path(params["OUTPUT_DIR"]) / "metrics.json", {"config": {"profile": "smoke"},
+                                                                          "metrics": {"test_acc": 0.5}})
 
     monkeypatch.setattr(sweep, "execute", fake_execute)
     folder, params = tmp_path / "run", {"PROFILE": "auto", "SEED": 0}
@@ -223,7 +224,7 @@ def test_a_damaged_image_cache_is_rebuilt(tmp_path, data_root, capsys):
 def test_a_truncated_feature_file_is_recomputed(data_root, capsys):
     key = {"model": "m", "split": "train", "data": "x"}
     torch_train.cached_features(key, lambda: np.ones((4, 3), dtype=np.float32))
-    [stored] = (data_root / "features").glob("*.npy")
+    [stored] = (data_root / "features").glob("*.npz")
     stored.write_bytes(stored.read_bytes()[:100])
     values, _, hit = torch_train.cached_features(key, lambda: np.full((4, 3), 2, dtype=np.float32))
     assert not hit and values[0, 0] == 2 and "damaged" in capsys.readouterr().out
@@ -279,7 +280,7 @@ def test_two_processes_computing_one_cache_entry_both_succeed(data_root):
     processes = [_spawn("features", env=dict(os.environ)) for _ in range(2)]
     outputs = [process.communicate(timeout=300)[0] for process in processes]
     assert [process.returncode for process in processes] == [0, 0], outputs
-    assert not [p for p in (data_root / "features").iterdir() if not p.name.endswith(".npy")]  # no temporaries left
+    assert not [p for p in (data_root / "features").iterdir() if not p.name.endswith(".npz")]  # no temporaries left
 
 
 def test_readers_never_see_a_half_written_metrics_file(tmp_path):
