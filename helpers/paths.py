@@ -48,6 +48,15 @@ def absolute_path_variables() -> None:
             os.environ[variable] = str(path)
 
 
+def shown(path: Path | str) -> str:
+    """Spell a path for a notebook's output: relative to the project or `~`, never the author's whole file system."""
+    path = Path(path).expanduser().absolute()
+    for base, prefix in ((PROJECT_ROOT, ""), (Path.home(), "~/")):
+        if path.is_relative_to(base):
+            return prefix + str(path.relative_to(base)) if path != base else (prefix.rstrip("/") or ".")
+    return str(path)
+
+
 def _folder(path: Path, variable: str) -> Path:
     """Create a folder the course needs, or say which variable names a path that cannot be one."""
     if path.exists() and not path.is_dir():

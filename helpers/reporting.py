@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .paths import atomic_write, atomic_write_text, outputs_root
+from .paths import atomic_write, atomic_write_text, outputs_root, shown
 from .runtime import environment_report
 
 
@@ -56,7 +56,7 @@ def save_run(folder: Path, config: dict[str, Any], data_identity: dict[str, Any]
     record = {"config": config, "data": data_identity, "environment": environment_report(verbose=False),
               "metrics": metrics, **extra}
     path = save_json(folder / "metrics.json", record)
-    print(f"Run record written to {path}")
+    print(f"Run record written to {shown(path)}")
     return path
 
 

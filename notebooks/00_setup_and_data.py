@@ -48,7 +48,6 @@ OUTPUT_DIR: Optional[str] = None  # where the run record goes; None means output
 # parameters above).
 
 # %%
-import os
 import time
 
 import matplotlib.pyplot as plt
@@ -83,10 +82,11 @@ config.update(dataset_requested=DATASET, seed=SEED)
 # every pretrained weight file the course uses, and says what it could not get. Then copy the data root.
 
 # %%
-print("data root:     ", paths.data_root())
-print("outputs:       ", paths.outputs_root())
+local_copy = paths.env_path(paths.CIFAR10_SOURCE_ENV)
+print("data root:     ", paths.shown(paths.data_root()))
+print("outputs:       ", paths.shown(paths.outputs_root()))
 print("offline:       ", paths.is_offline())
-print("CIFAR-10 copy: ", os.environ.get(paths.CIFAR10_SOURCE_ENV, "(none: the official archive is used)"))
+print("CIFAR-10 copy: ", paths.shown(local_copy) if local_copy else "(none: the official archive is used)")
 
 # %% [markdown]
 # ## Load the data

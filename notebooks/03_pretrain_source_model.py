@@ -52,6 +52,7 @@ from helpers import (
     exercises,
     models,
     parameters,
+    paths,
     plots,
     profiles,
     reporting,
@@ -137,7 +138,7 @@ if not FORCE_RETRAIN:
         loaded, meta = models.load_checkpoint(path, expect)
         model.load_state_dict(loaded.state_dict())
         reused = True
-        print(f"Reusing the checkpoint at {path} (source test accuracy {meta['source_test_acc']:.3f}).")
+        print(f"Reusing the checkpoint at {paths.shown(path)} (source test accuracy {meta['source_test_acc']:.3f}).")
     except models.CheckpointError as reason:  # missing, made for other data or settings, or damaged
         print(f"Training a new source model: {reason}")
 
@@ -201,7 +202,7 @@ if not reused:
             "train_seconds": round(train_seconds, 1), "profile": config["profile"],
             "versions": environment["packages"], "device": str(device)}
     path = models.save_checkpoint(model, meta, path)
-print(f"checkpoint: {path}\nsha256: {models.load_checkpoint(path)[1]['sha256']}")
+print(f"checkpoint: {paths.shown(path)}\nsha256: {models.load_checkpoint(path)[1]['sha256']}")
 
 # %% [markdown]
 # ## What the first layer learned

@@ -235,3 +235,14 @@ def test_a_binary_grid_file_is_named(tmp_path):
     grid.write_bytes(b"\xff\xfe\x00\x81" * 10)
     with pytest.raises(ValueError, match=f"{grid}: cannot read it as YAML"):
         sweep.load_grid(grid)
+
+
+# ------------------------------------------------------------------------------------------------ shown paths
+
+def test_paths_printed_in_notebooks_are_relative_to_the_project_or_home(tmp_path, monkeypatch, capsys):
+    assert paths.shown(PROJECT / "outputs" / "05" / "metrics.json") == "outputs/05/metrics.json"
+    assert paths.shown(PROJECT) == "."
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert paths.shown(tmp_path / "runs" / "a") == "~/runs/a"
+    reporting.save_run(tmp_path / "run", {}, {}, {"test_acc": 0.5})
+    assert capsys.readouterr().out.strip() == "Run record written to ~/run/metrics.json"
