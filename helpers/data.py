@@ -14,22 +14,25 @@ import pickle
 import tarfile
 import zipfile
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from .paths import (
+    CACHE_ENV,
     CIFAR10_SOURCE_ENV,
     OFFLINE_ENV,
     PREFETCH_COMMAND,
     atomic_write,
     cache_dir,
     cached_files,
+    env_path,
     is_offline,
 )
 
@@ -48,6 +51,14 @@ NORMALIZATION = {  # per-channel (mean, std) of the images a backbone was traine
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
     "unit": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),  # plain [0, 1]: keras.applications preprocess inside the model
 }
+# Bounds against archive and decompression bombs (a small file that expands to GBs and ends in an OOM kill). A CIFAR-10
+# copy is 60,000 files of ~2 KB (a batch of the official archive 31 MB) and 184 MB of decoded pixels: far below all.
+MAX_FILE_BYTES = 256 << 20  # one image file or archive member, checked (declared size) before it is read
+MAX_READ_BYTES = 4 << 30  # all image files of one archive, held in memory until they are decoded
+MAX_DECODED_BYTES = 4 << 30  # width x height x 3 of all images of one copy, checked from each header before decoding
+# A tar ends with two zero blocks, padded with zeros to a whole record (GNU tar, bsdtar and Python's tarfile all write
+# 20 x 512-byte records); more zeros than that after the last member mean members were lost (a zero-filled tail).
+TAR_MAX_TRAILER = 2 * tarfile.BLOCKSIZE + tarfile.RECORDSIZE
 
 
 class DataUnavailableError(RuntimeError):
@@ -105,6 +116,17 @@ def save_cache(path: Path, data: ImageData) -> None:
         class_names=np.array(data.class_names), identity=np.array(json.dumps(data.identity))))
 
 
+def store_cache(kind: str, name: str, data: ImageData) -> None:
+    """Write an optional cache; if that fails (disk full, no permission) say so in one line and go on without it."""
+    path = Path(kind) / name
+    try:
+        path = cache_dir(kind) / name
+        save_cache(path, data)
+    except OSError as error:
+        print(f"Could not write the cache {path} ({error.strerror or error}); going on without it, so the data will "
+              f"be decoded again next time. Free some space there, or point {CACHE_ENV} at a folder with room.")
+
+
 def load_cached(kind: str, name: str) -> ImageData | None:
     """Return the first intact cache of that name (shared data root, then the user cache), or None."""
     return next((data for path in cached_files(kind, name) if (data := load_cache(path)) is not None), None)
@@ -129,9 +151,10 @@ def load_cache(path: Path) -> ImageData | None:
 
 
 def check_member_name(name: str, archive: Path) -> PurePosixPath:
-    """Refuse archive members that would land outside the extraction folder (path traversal)."""
-    member = PurePosixPath(name)
-    if member.is_absolute() or ".." in member.parts or name.startswith(("/", "\\")) or ":" in member.parts[0]:
+    """Refuse archive members that would land outside the extraction folder (path traversal); `./x` is read as `x`."""
+    member = PurePosixPath(name)  # drops `.` parts: `./train/cat` is `train/cat`, and `./` has no parts at all
+    first = member.parts[0] if member.parts else ""
+    if member.is_absolute() or ".." in member.parts or name.startswith(("/", "\\")) or ":" in first:
         raise DataFormatError(f"Refusing archive {archive}: member {name!r} points outside the archive folder "
                               "(path traversal). Use an archive from a trusted source.")
     return member
@@ -147,8 +170,34 @@ def _corrupt(archive: Path, error: BaseException | str, fix: str) -> DataFormatE
     return DataFormatError(f"Archive {archive} is corrupt or truncated ({error}). {fix}")
 
 
+def _size(count: int) -> str:
+    """Write a byte count for people: 500 B, 12 KiB, 6 GiB."""
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if count >= 1 << shift:
+            return f"{count / (1 << shift):.3g} {unit}"
+    return f"{count} B"
+
+
+def check_file_size(size: int, name: str) -> None:
+    """Refuse an image file or archive member too large to be one before it is read (an archive bomb)."""
+    if size > MAX_FILE_BYTES:
+        raise DataFormatError(f"{name} is {_size(size)}, over the {_size(MAX_FILE_BYTES)} limit for one file: an "
+                              "archive bomb, or not a data file. Remove that file (from the folder, or from the folder "
+                              "the archive was made of, then re-create it), or use a copy from a trusted source.")
+
+
+def check_member_size(info: tarfile.TarInfo, archive: Path) -> None:
+    """Refuse, before reading it, a member that is sparse or declares more bytes than one data file can have."""
+    if info.issparse():
+        raise DataFormatError(f"Refusing archive {archive}: member {info.name!r} is a sparse file (holes that expand "
+                              f"to {_size(info.size)} of zeros), which data never needs. Re-create the archive "
+                              "without `tar --sparse` (-S), or remove that member.")
+    check_file_size(info.size, f"Member {info.name!r} of archive {archive}")
+
+
 def read_member(tar: tarfile.TarFile, info: tarfile.TarInfo, archive: Path, fix: str = REFETCH) -> bytes:
-    """Read one archive member's bytes, reporting a truncated archive as such."""
+    """Read one archive member's bytes after checking its declared size, reporting a truncated archive as such."""
+    check_member_size(info, archive)
     try:
         blob = tar.extractfile(info).read()
     except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
@@ -158,31 +207,71 @@ def read_member(tar: tarfile.TarFile, info: tarfile.TarInfo, archive: Path, fix:
     return blob
 
 
-def _check_end_marker(tar: tarfile.TarFile, archive: Path, fix: str) -> None:
-    """Refuse an archive whose member list stopped before its end-of-archive marker (cut short, or a bad header).
+def _check_end_marker(tar: tarfile.TarFile, archive: Path, fix: str, max_trailer: int = TAR_MAX_TRAILER) -> None:
+    """Refuse an archive whose members stop before its end: no end marker, data after it, or a zero-filled tail.
 
-    Python's tarfile stops quietly there, so a truncated .tar would otherwise load as a shorter data set.
+    Python's tarfile stops quietly at the first zero block, so a .tar cut short, or one whose tail a preallocating copy
+    left as zeros (same size), would otherwise load as a shorter data set. Writers pad the end marker to one record
+    (`TAR_MAX_TRAILER`); more zeros than that after the last member mean lost members. For a compressed archive this
+    reads the tar stream inside it.
     """
+    no_marker = f"no end-of-archive marker after byte {tar.offset}: it was cut short or a header is damaged"
     tar.fileobj.seek(tar.offset)
-    block = tar.fileobj.read(tarfile.BLOCKSIZE)
-    if len(block) != tarfile.BLOCKSIZE or block.count(0) != tarfile.BLOCKSIZE:
-        raise _corrupt(archive, f"no end-of-archive marker after byte {tar.offset}: it was cut short or a header is "
-                                "damaged", fix)
+    zeros = 0  # zero bytes seen so far after the last member
+    while chunk := tar.fileobj.read(1 << 16):
+        run = len(chunk) - len(chunk.lstrip(b"\0"))  # zeros before the first non-zero byte of this chunk
+        if zeros + run > max_trailer:
+            raise _corrupt(archive, f"only zeros follow byte {tar.offset}, where its last member ends: far more than "
+                                    "a tar writer pads with, so its tail was cut short or zero-filled by a copy that "
+                                    "stopped early but kept the full size, or it was written with a large `tar -b` "
+                                    "blocking factor", fix)
+        if run < len(chunk) and zeros + run < tarfile.BLOCKSIZE:
+            raise _corrupt(archive, no_marker, fix)
+        if run < len(chunk):
+            raise _corrupt(archive, f"non-zero bytes at byte {tar.offset + zeros + run}, after the end-of-archive "
+                                    f"marker at byte {tar.offset}: a header is damaged or data was appended", fix)
+        zeros += len(chunk)
+    if zeros < tarfile.BLOCKSIZE:
+        raise _corrupt(archive, no_marker, fix)
 
 
 Member = tuple[PurePosixPath, tarfile.TarFile, tarfile.TarInfo]
 
 
-def iter_archive(archive: Path, fix: str = REFETCH) -> Iterator[Member]:
-    """Yield each file and folder of a tar (names checked), then check it was read to its end; writes nothing."""
+def _check_member_type(info: tarfile.TarInfo, archive: Path) -> None:
+    """Refuse links and special files (only plain files and folders are read), saying how to store the file instead."""
+    if info.isfile() or info.isdir():
+        return
+    if info.islnk():
+        raise DataFormatError(f"Refusing archive {archive}: member {info.name!r} is a hard link to {info.linkname!r}, "
+                              "and only plain files are read. Re-create the archive with `tar --hard-dereference` "
+                              "so it stores each file itself.")
+    if info.issym():
+        raise DataFormatError(f"Refusing archive {archive}: member {info.name!r} is a symbolic link to "
+                              f"{info.linkname!r}, and only plain files are read. Re-create the archive with `tar -h` "
+                              "(--dereference) so it stores the files that links point to.")
+    raise DataFormatError(f"Refusing archive {archive}: member {info.name!r} is a device, FIFO or other special file. "
+                          "Re-create the archive from the data folder without it.")
+
+
+def iter_archive(archive: Path, fix: str = REFETCH, verified: bool = False) -> Iterator[Member]:
+    """Yield each file and folder of a tar (names checked), then check it was read to its end; writes nothing.
+
+    `verified` (its bytes match a published hash) lifts the limit on zero padding after the end marker: a tail
+    zero-filled by a bad copy cannot match the hash, and how the publisher padded it is theirs to choose.
+    """
     try:
         with tarfile.open(archive, "r:*") as tar:
             for info in tar:
                 member = check_member_name(info.name, archive)
-                if not (info.isfile() or info.isdir()):
-                    raise DataFormatError(f"Refusing archive {archive}: member {info.name!r} is a link or device.")
+                _check_member_type(info, archive)
+                if not member.parts and info.isdir():  # `./` from `tar -C folder -czf x.tar.gz .`: the top folder
+                    continue
+                if not member.parts:
+                    raise DataFormatError(f"Refusing archive {archive}: member {info.name!r} has no name. Re-create "
+                                          "the archive from the folder.")
                 yield member, tar, info
-            _check_end_marker(tar, archive, fix)
+            _check_end_marker(tar, archive, fix, max_trailer=1 << 62 if verified else TAR_MAX_TRAILER)
     except tarfile.ReadError as error:
         if "opened successfully" in str(error) or "empty file" in str(error):  # not a tar archive at all
             raise DataFormatError(f"{archive} is not a tar archive (.tar, .tar.gz, .tgz, .tar.bz2, .tar.xz). Give a "
@@ -218,17 +307,21 @@ def _unpickle_batch(blob: bytes) -> dict[str, Any]:
 
 def parse_cifar10_archive(archive: Path) -> ImageData:
     """Parse the official python-version archive (verified by hash, or chosen by the user) into arrays."""
-    batches: dict[str, dict[str, Any]] = {}
-    for member, tar, info in iter_archive(archive):
+    digest = sha256_of(archive)
+    blobs: dict[PurePosixPath, bytes] = {}
+    # read to its end first: a cut-short archive is named as such
+    for member, tar, info in iter_archive(archive, verified=digest == CIFAR10_SHA256):
         if info.isfile() and member.name.startswith(("data_batch_", "test_batch", "batches.meta")):
-            blob = read_member(tar, info, archive)
-            try:
-                batches[member.name] = _unpickle_batch(blob)
-            except (pickle.UnpicklingError, EOFError, AttributeError, ValueError) as error:
-                if isinstance(error, DataFormatError):
-                    raise
-                raise DataFormatError(f"Member {member} of {archive} is not a CIFAR-10 batch ({error}). {REFETCH}"
-                                      ) from error
+            blobs[member] = read_member(tar, info, archive)
+    batches: dict[str, dict[str, Any]] = {}
+    for member in list(blobs):
+        try:
+            batches[member.name] = _unpickle_batch(blobs.pop(member))  # popped: bytes and arrays are not held twice
+        except (pickle.UnpicklingError, EOFError, AttributeError, ValueError) as error:
+            if isinstance(error, DataFormatError):
+                raise
+            raise DataFormatError(f"Member {member} of {archive} is not a CIFAR-10 batch ({error}). {REFETCH}"
+                                  ) from error
     expected = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]
     missing = [name for name in expected if name not in batches]
     if missing:
@@ -244,7 +337,7 @@ def parse_cifar10_archive(archive: Path) -> ImageData:
     x_test, y_test = arrays(["test_batch"])
     class_names = [n.decode() if isinstance(n, bytes) else n for n in batches["batches.meta"]["label_names"]]
     identity = {"dataset": "cifar10", "source": "official python archive", "file": archive.name,
-                "sha256": sha256_of(archive), "num_train": len(y_train), "num_test": len(y_test)}
+                "sha256": digest, "num_train": len(y_train), "num_test": len(y_test)}
     return ImageData(x_train, y_train, x_test, y_test, class_names, identity)
 
 
@@ -293,17 +386,30 @@ def load_official_cifar10() -> ImageData:
         return data
     archive = fetch_cifar10_archive()
     data = parse_cifar10_archive(archive)
-    save_cache(cache_dir("cifar10") / OFFICIAL_CACHE, data)
+    store_cache("cifar10", OFFICIAL_CACHE, data)
     return data
 
 
 # --------------------------------------------------------------------------------------- ImageFolder
 
-def _decode_image(blob: bytes, name: str, image_size: int | None) -> np.ndarray:
-    """Decode one image file to RGB uint8, resized to image_size when given."""
+def _decode_image(blob: bytes, name: str, image_size: int | None, budget: int | None = None,
+                  upright: bool = False) -> tuple[np.ndarray, int]:
+    """Decode one image file to RGB uint8 (resized to image_size when given); return it and its decoded bytes.
+
+    Its size is read from the header and held against `budget` (the bytes of pixels left) before any pixel is decoded,
+    so images that are small files but huge pictures are refused without filling memory. `upright` applies the EXIF
+    orientation a phone records instead of turning its pixels.
+    """
     try:
         with Image.open(io.BytesIO(blob)) as image:
-            rgb = image.convert("RGB")
+            cost = image.width * image.height * 3
+            if budget is not None and cost > budget:
+                raise DataFormatError(
+                    f"Image {name} ({image.width}x{image.height}) would take the decoded images over the "
+                    f"{_size(MAX_DECODED_BYTES)} limit: the copy is far larger than CIFAR-sized data, or a "
+                    "decompression bomb. Resize the images (e.g. with Pillow or ImageMagick `mogrify -resize "
+                    "32x32!`), or use fewer.")
+            rgb = (ImageOps.exif_transpose(image) if upright else image).convert("RGB")
     except Image.DecompressionBombError as error:
         raise DataFormatError(f"Image {name} is too large to decode safely ({error}); it may be a decompression "
                               "bomb. Remove that file, or shrink it to the size of the others.") from error
@@ -311,16 +417,20 @@ def _decode_image(blob: bytes, name: str, image_size: int | None) -> np.ndarray:
         raise DataFormatError(f"Cannot read image {name} ({error}). Replace or remove that file.") from error
     if image_size and rgb.size != (image_size, image_size):
         rgb = rgb.resize((image_size, image_size), Image.Resampling.BILINEAR)
-    return np.asarray(rgb)
+    return np.asarray(rgb), cost
 
 
 def read_own_image(path: str | Path, image_size: int = 32) -> np.ndarray:
-    """Read one photo of the learner's as the course sees images: RGB uint8, centre-cropped square, resized."""
+    """Read one photo of the learner's as the course sees images: RGB uint8, upright, centre-cropped square, resized.
+
+    Phones store a photo as the sensor saw it and record the turn in EXIF, so it is applied first: otherwise a
+    portrait photo would be classified lying on its side.
+    """
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"No image at {path}. Set IMAGE_PATH to an existing JPEG or PNG file, or to None "
                                 "to use a test image.")
-    image = Image.fromarray(_decode_image(path.read_bytes(), str(path), None))
+    image = Image.fromarray(_decode_image(path.read_bytes(), str(path), None, upright=True)[0])
     side = min(image.size)
     left, top = (image.width - side) // 2, (image.height - side) // 2
     square = image.crop((left, top, left + side, top + side))
@@ -339,21 +449,48 @@ def _not_one_tree(source: Path, roots: list[str]) -> DataFormatError:
                            f"(png, jpg or jpeg) at its top or inside one sub-folder.{found}")
 
 
-def _folder_files(root: Path) -> tuple[list[tuple[str, str, str, Callable[[], bytes]]], set[tuple[str, str]]]:
-    """List (split, class, name, reader) for every image under a folder, plus every class folder seen."""
+FolderFile = tuple[str, str, Path, os.stat_result]
+
+
+def _folder_listing(root: Path) -> tuple[list[FolderFile], set[tuple[str, str]]]:
+    """List (split, class, path, stat) of every image the loader reads under a split root, plus every class folder.
+
+    Symlinked split folders, class folders and files are followed (the stat is the target's), and this one listing
+    both feeds the loader and makes the fingerprint, so the fingerprint is of exactly what is decoded.
+    """
     files, class_dirs = [], set()
     for split in ("train", "test"):
-        for class_dir in sorted(p for p in (root / split).iterdir() if p.is_dir()):
+        if not (root / split).is_dir():
+            continue
+        for class_dir in sorted(p for p in (root / split).iterdir() if p.is_dir() and not p.name.startswith("._")
+                                and p.name != "__MACOSX"):
             class_dirs.add((split, class_dir.name))
             for file in sorted(class_dir.iterdir()):
-                if _is_image(file.name):
-                    files.append((split, class_dir.name, str(file), file.read_bytes))
+                if _is_image(file.name) and file.is_file():
+                    files.append((split, class_dir.name, file, file.stat()))
     return files, class_dirs
+
+
+def _read_file(path: Path, size: int) -> Callable[[], bytes]:
+    """Return a reader for one image file that refuses it, unread, if it is too large to be one."""
+
+    def read() -> bytes:
+        """Read the file after checking its size."""
+        check_file_size(size, f"Image file {path}")
+        return path.read_bytes()
+
+    return read
+
+
+def _folder_files(root: Path) -> tuple[list[tuple[str, str, str, Callable[[], bytes]]], set[tuple[str, str]]]:
+    """List (split, class, name, reader) for every image under a folder, plus every class folder seen."""
+    files, class_dirs = _folder_listing(root)
+    return [(split, name, str(path), _read_file(path, info.st_size)) for split, name, path, info in files], class_dirs
 
 
 def _archive_files(archive: Path) -> tuple[list[tuple[str, str, str, bytes]], set[tuple[str, str]]]:
     """Read (split, class, name, bytes) for every image in an ImageFolder tar, plus every class folder seen."""
-    files, class_dirs, roots = [], set(), set()
+    files, class_dirs, roots, read = [], set(), set(), 0
     for member, tar, info in tqdm(iter_archive(archive, OWN_COPY), desc=f"reading {archive.name}", unit=" files",
                                   mininterval=1.0, leave=False):
         parts = member.parts
@@ -366,29 +503,69 @@ def _archive_files(archive: Path) -> tuple[list[tuple[str, str, str, bytes]], se
             class_dirs.add((parts[-3], parts[-2]))
             roots.add("/".join(parts[:-3]) or ".")
             if _is_image(parts[-1]):
+                check_member_size(info, archive)
+                read += info.size
+                if read > MAX_READ_BYTES:
+                    raise DataFormatError(f"Archive {archive}: its image files pass the {_size(MAX_READ_BYTES)} "
+                                          f"limit at {member}: far more than CIFAR-sized data, or an archive bomb. "
+                                          "Use a smaller copy (or fewer images), from a trusted source.")
                 files.append((parts[-3], parts[-2], f"{archive}:{member}", read_member(tar, info, archive, OWN_COPY)))
     if len(roots) > 1:
         raise _not_one_tree(archive, sorted(roots))
     return files, class_dirs
 
 
+def _tree_roots(folder: Path) -> list[Path]:
+    """Find every folder, at any depth, holding train/<class>/ or test/<class>/: the rule archives are read by."""
+    roots: dict[Path, None] = {}  # ordered set
+    seen: set[tuple[int, int]] = set()
+    for top, dirs, _ in os.walk(folder, followlinks=True):
+        info = os.stat(top)
+        dirs[:] = [] if (info.st_dev, info.st_ino) in seen else sorted(
+            name for name in dirs if name != "__MACOSX" and not name.startswith("._"))
+        seen.add((info.st_dev, info.st_ino))  # a symlink loop is walked once
+        here = Path(top)
+        if here != folder and here.name in ("train", "test") and dirs:
+            roots[here.parent] = None
+    return list(roots)
+
+
 def _split_root(folder: Path) -> Path:
-    """Find the folder holding train/ and test/ (the folder itself or its only sub-folder)."""
-    children = [p for p in folder.iterdir() if p.is_dir() and (p / "train").is_dir() and p.name != "__MACOSX"]
-    roots = ([folder] if (folder / "train").is_dir() else []) + children
+    """Find the one folder holding train/ and test/ (at any depth, as in an archive); refuse none or several."""
+    roots = _tree_roots(folder)
     if len(roots) == 1:
         return roots[0]
     raise _not_one_tree(folder, [str(root.relative_to(folder)) for root in roots])
 
 
 def folder_fingerprint(folder: Path) -> str:
-    """Hash the names, sizes and modification times of a folder's files (cheap change detection)."""
+    """Hash what the loader reads from a folder: its class folders and each image's name, size and mtime.
+
+    It is made from the loader's own listing, following symlinked folders as the loader does, so two copies share a
+    cache only when they hold the same files, and a file added, removed or changed anywhere the loader looks shows.
+    """
+    files, class_dirs = _folder_listing(_split_root(folder))
     digest = hashlib.sha256()
-    for file in sorted(folder.rglob("*")):
-        if file.is_file():
-            stat = file.stat()
-            digest.update(f"{file.relative_to(folder)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    for split, name in sorted(class_dirs):
+        digest.update(f"{split}/{name}/\n".encode())
+    for split, name, path, info in files:
+        digest.update(f"{split}/{name}/{path.name}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
     return digest.hexdigest()
+
+
+def _check_one_size(source: Path, images: dict[str, list[np.ndarray]], names: dict[str, list[str]]) -> None:
+    """Refuse images of different sizes, naming the first odd ones and how to fix them with or without a parameter."""
+    shapes = Counter(image.shape[:2] for split in images for image in images[split])
+    if len(shapes) < 2:
+        return
+    (height, width), _ = shapes.most_common(1)[0]
+    odd = [f"{name} ({image.shape[1]}x{image.shape[0]})" for split in images
+           for image, name in zip(images[split], names[split], strict=True) if image.shape[:2] != (height, width)]
+    more = f" and {len(odd) - 3} more" if len(odd) > 3 else ""
+    raise DataFormatError(f"{source}: images differ in size: most are {width}x{height}, but {', '.join(odd[:3])}{more} "
+                          f"are not. Resize those files to {width}x{height} (e.g. with Pillow's Image.resize, or "
+                          f"ImageMagick `mogrify -resize {width}x{height}! FILE`) or remove them; a caller of "
+                          "load_image_folder can instead pass image_size=N to resize every image to N x N.")
 
 
 def read_image_folder(source: Path, image_size: int | None = None) -> ImageData:
@@ -414,15 +591,16 @@ def read_image_folder(source: Path, image_size: int | None = None) -> ImageData:
         raise DataFormatError(f"{source}: class folder(s) {empty} hold no .png/.jpg/.jpeg image. Add images or "
                               "remove the folder.")
     index = {name: label for label, name in enumerate(class_names)}
-    images = {"train": [], "test": []}
-    labels = {"train": [], "test": []}
+    images, labels, names = {"train": [], "test": []}, {"train": [], "test": []}, {"train": [], "test": []}
+    decoded = 0
     for split, name, path, blob in tqdm(files, desc="decoding images", unit=" img", mininterval=1.0):
-        images[split].append(_decode_image(blob if isinstance(blob, bytes) else blob(), path, image_size))
+        image, cost = _decode_image(blob if isinstance(blob, bytes) else blob(), path, image_size,
+                                    MAX_DECODED_BYTES - decoded)
+        decoded += cost
+        images[split].append(image)
         labels[split].append(index[name])
-    shapes = {image.shape for split in images for image in images[split]}
-    if len(shapes) > 1:
-        raise DataFormatError(f"{source}: images have different sizes {sorted(shapes)[:4]}; pass image_size=N to "
-                              "resize them all to N x N.")
+        names[split].append(path)
+    _check_one_size(source, images, names)
     identity = {"dataset": "imagefolder", "source": str(source.name), "image_size": image_size,
                 "num_train": len(labels["train"]), "num_test": len(labels["test"])}
     return ImageData(np.stack(images["train"]), np.array(labels["train"], dtype=np.int64),
@@ -443,7 +621,7 @@ def load_image_folder(source: Path | str, image_size: int | None = None, dataset
     data = read_image_folder(source, image_size)
     data.identity.update(dataset=dataset, sha256=fingerprint,
                          fingerprint="sha256 of the archive" if source.is_file() else "sha256 of names, sizes, mtimes")
-    save_cache(cache_dir("imagefolder") / cache_name, data)
+    store_cache("imagefolder", cache_name, data)
     return data
 
 
@@ -451,9 +629,13 @@ def load_image_folder(source: Path | str, image_size: int | None = None, dataset
 
 def load_cifar10() -> ImageData:
     """Load CIFAR-10: a local copy named by WORKBOOK_CIFAR10_SOURCE, else the official archive."""
-    source = os.environ.get(CIFAR10_SOURCE_ENV)
-    if not source:
+    source = env_path(CIFAR10_SOURCE_ENV)
+    if source is None:
         return load_official_cifar10()
+    if not source.exists():
+        raise DataFormatError(f"{CIFAR10_SOURCE_ENV}={os.environ[CIFAR10_SOURCE_ENV]} names {source}, which does not "
+                              "exist. Fix the path (a relative one is read from the folder you started in), or unset "
+                              "the variable to use the official download; no data is substituted for a named copy.")
     data = load_image_folder(source, dataset="cifar10")
     if tuple(data.class_names) != CIFAR10_CLASSES:
         raise DataFormatError(f"{CIFAR10_SOURCE_ENV}={source} has classes {data.class_names}, not CIFAR-10's "
@@ -463,7 +645,7 @@ def load_cifar10() -> ImageData:
     return data
 
 
-def check_cifar10_counts(data: ImageData, source: str) -> None:
+def check_cifar10_counts(data: ImageData, source: str | Path) -> None:
     """Refuse a CIFAR-10 copy whose classes are unequal (cut short); say so when it is a balanced subset."""
     per_class = {}
     for split, labels in (("train", data.y_train), ("test", data.y_test)):
@@ -485,10 +667,12 @@ def data_source() -> dict[str, Any]:
 
     A sweep compares it with a finished run's, so a result made from other data is never reused.
     """
-    source = os.environ.get(CIFAR10_SOURCE_ENV)
-    if source:
-        path = Path(source).expanduser()
-        fingerprint = None if not path.exists() else folder_fingerprint(path) if path.is_dir() else sha256_of(path)
+    path = env_path(CIFAR10_SOURCE_ENV)
+    if path is not None:
+        try:
+            fingerprint = None if not path.exists() else folder_fingerprint(path) if path.is_dir() else sha256_of(path)
+        except DataFormatError as error:  # not one ImageFolder tree: loading it says so; a synthetic run need not care
+            return {"cifar10": "local copy", "sha256": None, "error": str(error)}
         return {"cifar10": "local copy", "sha256": fingerprint}
     cached = any(cached_files("cifar10", name) for name in (CIFAR10_ARCHIVE, OFFICIAL_CACHE))
     return {"cifar10": "official", "available": cached or not is_offline()}
