@@ -7,8 +7,10 @@ dies loses only the run it held: that run is reported as failed, and the next `h
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +19,52 @@ from typing import Any
 from tqdm.auto import tqdm
 
 GPU_RESOURCE = "GPU"  # a worker started with `--resources GPU=1` runs one notebook at a time per GPU
+CONNECT_SECONDS = 10.0  # the most a wrong --scheduler address may take to be named
+
+
+def scheduler_problem(address: str, seconds: float = CONNECT_SECONDS) -> str | None:
+    """Ask `address` for a Dask scheduler's identity within `seconds`; say what went wrong, or None if it answered.
+
+    The Client's own timeout covers only the TCP connection, not the handshake after it: a server that accepts and then
+    says nothing (an HTTP server, such as the dashboard's port) holds it forever, and one that says something else has
+    its bytes read as a message length (a 3 EiB allocation). The question is asked on a thread of its own, so no reply,
+    any reply and any error all end by the deadline.
+    """
+    from distributed.comm import connect
+    from distributed.security import Security
+
+    async def identity() -> object:
+        """Connect, shake hands and ask who is there."""
+        comm = await connect(address, timeout=seconds / 2,  # a refused connection is retried for half the time
+                             **Security().get_connection_args("client"))  # TLS settings from the Dask config
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    outcome: dict[str, object] = {}
+
+    def ask() -> None:
+        """Run the question on a fresh event loop, keeping its reply or error."""
+        try:
+            outcome["reply"] = asyncio.run(asyncio.wait_for(identity(), seconds))
+        except TimeoutError:
+            outcome["error"] = f"no answer within {seconds:.0f} s"
+        except Exception as error:  # OSError, CommClosedError, MemoryError, ValueError...: all a no
+            outcome["error"] = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+    thread = threading.Thread(target=ask, name=f"probe {address}", daemon=True)
+    thread.start()
+    thread.join(seconds + 2)
+    reply = outcome.get("reply")
+    if isinstance(reply, dict) and reply.get("type") == "Scheduler":
+        return None
+    if "error" in outcome:
+        return str(outcome["error"])
+    if thread.is_alive() or "reply" not in outcome:
+        return f"no answer within {seconds:.0f} s"
+    return f"it answered as a {reply.get('type') if isinstance(reply, dict) else type(reply).__name__}, not a scheduler"
 
 
 def run_on_worker(notebook: Path, params: dict[str, Any], folder: Path, threads: int | None) -> dict[str, Any]:
@@ -42,13 +90,18 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, gpus: 
     from dask.distributed import Client, LocalCluster
 
     if scheduler:
-        try:
-            client = Client(scheduler, timeout="5s")
-        except (OSError, TimeoutError) as error:
+        problem = scheduler_problem(scheduler)
+        if problem is None:
+            try:
+                client = Client(scheduler, timeout="5s")
+            except (OSError, TimeoutError, ValueError, MemoryError) as error:  # CommClosedError is an OSError
+                problem = f"{type(error).__name__}: {error}"
+        if problem is not None:
             raise ConnectionError(
-                f"Cannot reach the Dask scheduler at {scheduler} ({error}). Check the address, start a cluster there "
+                f"Cannot reach the Dask scheduler at {scheduler} ({problem}). Check the address (the scheduler "
+                "listens on port 8786 by default; 8787 is its dashboard, not the scheduler), start a cluster there "
                 "(`dask scheduler`, then `dask worker ADDRESS` on each machine), or leave out --scheduler to run on "
-                "this machine (--workers N).") from None
+                "this machine (--workers N).")
         with client:
             yield client
         return
@@ -56,7 +109,8 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, gpus: 
         raise ValueError(f"--workers must be a whole number >= 1, got {workers!r}")
     # A killed worker's run is reported as failed, never re-run elsewhere behind the user's back.
     settings = {"distributed.scheduler.allowed-failures": 0}
-    cluster_options = {"n_workers": workers, "threads_per_worker": 1, "processes": True, "dashboard_address": ":0",
+    cluster_options = {"n_workers": workers, "threads_per_worker": 1, "processes": True,
+                       "host": "127.0.0.1", "dashboard_address": "127.0.0.1:0",  # nothing listens beyond this machine
                        "resources": {GPU_RESOURCE: gpus} if gpus else None, "silence_logs": logging.ERROR}
     with dask.config.set(settings), LocalCluster(**cluster_options) as cluster, Client(cluster) as client:
         yield client

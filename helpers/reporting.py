@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,51 @@ def read_record(path: Path) -> dict[str, Any] | None:
 def save_predictions(folder: Path, **arrays: np.ndarray) -> Path:
     """Write predictions.npz beside a run's metrics.json, atomically, for the evaluation notebook."""
     return atomic_write(folder / "predictions.npz", lambda stream: np.savez(stream, **arrays))
+
+
+NUMBER = (int, float)
+# What the evaluation notebook reads from a run record, and the type each must have; "?" marks what a run may lack.
+RUN_FIELDS = {"config.strategy": str, "config.weights": str, "config.seed": int, "config.task?": str,
+              "config.labels_per_class?": (int, type(None)), "config.validation?": str, "metrics.test_acc": NUMBER,
+              "metrics.wall_seconds": NUMBER, "metrics.num_train?": int, "metrics.history?": list,
+              "metrics.block_change?": dict, "data.dataset": str, "data.task?": str, "data.num_train?": int,
+              "data.num_test?": int}
+
+
+def record_problem(record: dict[str, Any]) -> str | None:
+    """Say which field of a run record the evaluation cannot use (missing, or of the wrong type), or None."""
+    for field, kind in RUN_FIELDS.items():
+        section, key = field.rstrip("?").split(".")
+        value = record[section].get(key, ...) if isinstance(record.get(section), dict) else None
+        if (value is not ... or not field.endswith("?")) and not isinstance(value, kind):
+            return f"{section}['{key}'] is {'missing' if value in (None, ...) else type(value).__name__}"
+    names = record.get("class_names")
+    if not isinstance(names, list) or not names or not all(isinstance(name, str) for name in names):
+        return "class_names is missing or not a list of names"
+    return None
+
+
+def predictions_problem(arrays: dict[str, np.ndarray], classes: int) -> str | None:
+    """Say why saved predictions cannot be scored (missing, wrong type or shape, not finite, bad labels), or None."""
+    for labels_key, probs_key in [("y_true", "probs")] + [("val_y_true", "val_probs")] * ("val_probs" in arrays):
+        labels, probs = arrays.get(labels_key), arrays.get(probs_key)
+        if labels is None or probs is None or labels.dtype.kind not in "iu" or probs.dtype.kind != "f":
+            return f"predictions.npz lacks integer {labels_key} or floating-point {probs_key}"
+        if labels.ndim != 1 or not len(labels) or probs.shape != (len(labels), classes):
+            return f"{probs_key} has shape {probs.shape}, not ({len(labels)} labels, {classes} classes)"
+        if not np.isfinite(probs).all() or labels.min() < 0 or labels.max() >= classes:
+            return f"{probs_key} is not all finite, or {labels_key} is not all class numbers below {classes}"
+    return None
+
+
+def read_predictions(folder: Path, record: dict[str, Any]) -> tuple[dict[str, np.ndarray], str | None]:
+    """Load a run's predictions.npz (never unpickling) and check it and its record; return them and any problem."""
+    try:
+        with np.load(folder / "predictions.npz", allow_pickle=False) as stored:
+            arrays = {key: stored[key] for key in stored.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        return {}, f"predictions.npz is unreadable ({type(error).__name__}: {error})"
+    return arrays, record_problem(record) or predictions_problem(arrays, len(record["class_names"]))
 
 
 def run_dir(notebook: str, output_dir: str | None = None) -> Path:

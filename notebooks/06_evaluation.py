@@ -56,7 +56,8 @@ config.update(seed=SEED, runs_dir=RUNS_DIR)
 # (08: the distilled or self-trained student; 09: the multi-task network's target head). Each
 # record says how its choices were made: `labelled` (only the labelled images, the honest protocol) or `oracle`
 # (a 2,500-image validation split). Records written before the protocol existed used the big split: they count
-# as `oracle`.
+# as `oracle`. Each run is checked once, here, for what the cells below read: a damaged one (a cut-off
+# `predictions.npz`, a missing field, probabilities that do not fit its labels) is named and skipped.
 
 # %%
 search_root = Path(RUNS_DIR) if RUNS_DIR else paths.outputs_root()
@@ -64,13 +65,18 @@ run_folder = reporting.run_dir("06_evaluation", OUTPUT_DIR)
 
 
 def find_runs(root: Path) -> list[dict]:
-    """Load every fine-tuning run under a folder, newest metrics first."""
+    """Load every fine-tuning run under a folder, each checked once here: a damaged run is named and skipped."""
     runs = []
     for path in sorted(root.rglob("metrics.json")):
         record = reporting.read_record(path)  # None for a damaged record, which is named
-        predictions = path.parent / "predictions.npz"
-        if record and record.get("framework") in ("pytorch", "keras") and predictions.exists():
-            runs.append({**record, "folder": path.parent, "predictions": dict(np.load(predictions))})
+        has_predictions = (path.parent / "predictions.npz").exists()
+        if not (record and record.get("framework") in ("pytorch", "keras") and has_predictions):
+            continue  # another notebook's record, or a run without test predictions
+        predictions, problem = reporting.read_predictions(path.parent, record)
+        if problem:
+            print(f"skipped {path.parent.relative_to(root)}: {problem}; run it again")
+        else:
+            runs.append({**record, "folder": path.parent, "predictions": predictions})
     return runs
 
 
@@ -245,7 +251,8 @@ else:
 cifar = data.load_dataset("auto" if featured["data"]["dataset"] != "synthetic" else "synthetic",
                           featured["data"].get("num_train", 5000) // 10,
                           featured["data"].get("num_test", 1000) // 10, featured["config"]["seed"])
-images = splits.task_data(cifar, featured["config"]["task"]).x_test
+task = featured["config"].get("task") or featured["data"].get("task", "target")  # 08 and 09 record no config task
+images = splits.task_data(cifar, task).x_test
 wrong = np.flatnonzero(pred["probs"].argmax(1) != pred["y_true"])[:16]
 if len(images) == len(pred["y_true"]) and len(wrong):
     fig, axes = plt.subplots(2, 8, figsize=(12, 3.6))
