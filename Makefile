@@ -1,6 +1,9 @@
 # Two commands set everything up on a fresh machine (Python 3.11 and pip):
 #   make course   creates .venv if missing, then executes every notebook into outputs/notebooks/
 #   make test     creates .venv if missing, then runs ruff, the unit tests and every notebook under nbval
+# GPU=1 (make course GPU=1, make test GPU=1) installs requirements-gpu.txt: TensorFlow's CUDA build instead of
+# tensorflow-cpu, everything else the same; PyTorch's wheel is a CUDA build either way. make test-gpu runs
+# tests/test_gpu.py (every notebook in smoke on CUDA, one step of each training loop); it skips without CUDA.
 # Other targets: make lab, make test-browser, make prefetch, make bench (bench-data, bench-torch, bench-keras,
 # bench-adapt, bench-distill, bench-layers, bench-sweep),
 # make sweep GRID=... [WORKERS=N | SCHEDULER=tcp://host:8786], make sync.
@@ -8,17 +11,29 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
 PROFILE ?= auto
+GPU ?= 0
+ifeq ($(GPU),1)
+REQUIREMENTS := requirements-gpu.txt
+STAMP := $(VENV)/.installed-gpu
+OTHER_STAMP := $(VENV)/.installed
+else
+REQUIREMENTS := requirements.txt
+STAMP := $(VENV)/.installed
+OTHER_STAMP := $(VENV)/.installed-gpu
+endif
 
-.PHONY: setup course test test-browser lab prefetch bench bench-data bench-torch bench-keras bench-adapt bench-distill bench-layers bench-sweep sweep sync clean-outputs
+.PHONY: setup course test test-gpu test-browser lab prefetch bench bench-data bench-torch bench-keras bench-adapt bench-distill bench-layers bench-sweep sweep sync clean-outputs
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+# Switching between the CPU and GPU sets removes the other TensorFlow build first (both provide `tensorflow`).
+$(STAMP): requirements-base.txt $(REQUIREMENTS) pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt
+	if [ -e $(OTHER_STAMP) ]; then $(BIN)/python -m pip uninstall --quiet --yes tensorflow tensorflow-cpu; \
+		rm $(OTHER_STAMP); fi
+	$(BIN)/python -m pip install --quiet -r $(REQUIREMENTS)
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
@@ -28,6 +43,9 @@ course: setup
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+test-gpu: setup
+	$(BIN)/python -m pytest -p no:cacheprovider tests/test_gpu.py
 
 test-browser: setup
 	$(BIN)/python -m pytest -p no:cacheprovider tests/test_browser.py

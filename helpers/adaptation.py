@@ -21,6 +21,7 @@ from PIL import Image
 from scipy import ndimage
 from torch import nn
 
+from . import runtime
 from .torch_data import make_loader
 
 SEVERITIES = (1, 2, 3, 4, 5)
@@ -147,11 +148,16 @@ def target_images(target: object) -> np.ndarray:
         + ". Target labels are for evaluation; pass the images alone.")
 
 
-def image_batches(images: np.ndarray, batch_size: int) -> Iterator[torch.Tensor]:
-    """Yield normalised image batches in order (no labels, no augmentation) from uint8 images."""
+def image_batches(images: np.ndarray, batch_size: int, device: torch.device) -> Iterator[torch.Tensor]:
+    """Yield normalised image batches in order (no labels, no augmentation) from uint8 images, on `device`."""
     dummy = np.zeros(len(images), dtype=np.int64)  # the loader's label slot; never used
     for batch, _ in make_loader(images, dummy, train=False, batch_size=batch_size):
-        yield batch
+        yield batch.to(device)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Return the device a model's weights are on, where its adaptation runs."""
+    return next(model.parameters()).device
 
 
 def batchnorm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
@@ -174,8 +180,9 @@ def adabn(model: nn.Module, target: np.ndarray, batch_size: int = 128, seed: int
         layer.reset_running_stats()
         layer.momentum = None  # cumulative average over all batches
         layer.train()
-    with torch.no_grad():
-        for batch in image_batches(images[np.random.default_rng(seed).permutation(len(images))], batch_size):
+    with torch.no_grad():  # float32: the statistics are averaged over every batch, so rounding would accumulate
+        order = np.random.default_rng(seed).permutation(len(images))
+        for batch in image_batches(images[order], batch_size, model_device(adapted)):
             adapted(batch)
     for layer in batchnorm_layers(adapted):
         layer.momentum = 0.1
@@ -207,17 +214,17 @@ def tent(model: nn.Module, target: np.ndarray, batch_size: int = 128, steps: int
             parameter.requires_grad_(True)
             affine.append(parameter)
     optimizer = torch.optim.Adam(affine, lr=lr, betas=(0.9, 0.999))
+    device = model_device(adapted)
+    scaler = runtime.grad_scaler(device)
     order = np.random.default_rng(seed).permutation(len(images))  # a stream of mixed classes, as at test time
     probs = []
-    for batch in image_batches(images[order], batch_size):
+    for batch in image_batches(images[order], batch_size, device):
         for step in range(steps):
-            logits = adapted(batch)
+            with runtime.autocast(device):
+                logits = adapted(batch).float()
             if step == 0:
-                probs.append(logits.detach().softmax(1))
-            loss = entropy(logits).mean()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+                probs.append(logits.detach().softmax(1).cpu())
+            runtime.optimizer_step(optimizer, entropy(logits).mean(), scaler)
     in_order = np.empty((len(images), probs[0].shape[1]), dtype=np.float32)
     in_order[order] = torch.cat(probs).numpy()
     return adapted, in_order

@@ -7,6 +7,7 @@ its task, classes, data and labelled images, and one training loop that takes an
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -20,7 +21,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import models, torch_data, torch_train
+from . import models, runtime, torch_data, torch_train
 from .paths import cache_dir, cached_files
 
 STUDENT_WIDTHS = (8, 16, 32, 96)  # the course network's shape at a fraction of its width: over 5x fewer parameters
@@ -56,12 +57,16 @@ def check_student_size(student: nn.Module, teacher: nn.Module) -> float:
 
 
 def seconds_per_image(model: nn.Module, images: np.ndarray, batch_size: int = 256, repeats: int = 3) -> float:
-    """Time inference per image on the CPU (best of `repeats` passes, after one warm-up)."""
+    """Time inference per image on the CPU, where a compressed student is deployed (best of `repeats`, after a warm-up).
+
+    A copy is timed, so the model itself stays on its training device.
+    """
     import time
 
     loader = torch_data.make_loader(images, np.zeros(len(images), dtype=int), train=False, batch_size=batch_size)
     batches = [x.contiguous(memory_format=torch.channels_last) for x, _ in loader]
-    model = torch_train.to_device(model, torch.device("cpu")).eval()  # both models in the same memory layout
+    cpu = torch.device("cpu")  # device-pin: deployment speed is measured on the CPU on purpose, GPU or not
+    model = torch_train.to_device(copy.deepcopy(model), cpu).eval()  # both models in the same memory layout
     best = math.inf
     with torch.no_grad():
         for _ in range(repeats + 1):
@@ -80,36 +85,40 @@ def train(model: nn.Module, images: np.ndarray, batch_loss: Callable[[torch.Tens
     """Train `model` for `steps` SGD steps (Nesterov, one-cycle) on augmented `images`; return it in eval mode.
 
     `batch_loss(logits, index)` receives the batch's row numbers in `images`, so the caller looks up whatever
-    targets it has for them (labels, teacher logits, pseudo-labels); the loop itself never sees a label.
+    targets it has for them (labels, teacher logits, pseudo-labels); the loop itself never sees a label. The
+    model trains on `runtime.torch_device()` in its precision; the logits reach `batch_loss` as float32 on the CPU,
+    where the caller's targets are (a batch of logits is a few kilobytes).
     `strong` adds RandAugment (two random operations per image) to the crop and flip: Noisy Student's noise.
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    model = torch_train.to_device(model, torch.device("cpu"))  # channels-last: about a quarter faster on a CPU
+    device = runtime.torch_device(verbose=False)
+    model = torch_train.to_device(model, device)  # channels-last: about a quarter faster on a CPU
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.2)
+    scaler = runtime.grad_scaler(device)
     batches = torch_data.endless_batches(images, np.arange(len(images)), batch_size, seed, strong)  # labels: rows
     model.train()
     for _ in tqdm(range(steps), desc=desc, unit="step"):
         x, index = next(batches)
-        loss = batch_loss(model(x.contiguous(memory_format=torch.channels_last)), index)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        with runtime.autocast(device):
+            logits = model(x.to(device, memory_format=torch.channels_last, non_blocking=True))
+        runtime.optimizer_step(optimizer, batch_loss(logits.float().cpu(), index), scaler)
         scheduler.step()
     return model.eval()
 
 
 def predict_logits(model: nn.Module, images: np.ndarray, flip_tta: bool = True) -> np.ndarray:
-    """Return a model's logits for uint8 images (eval mode; flip-averaged unless told)."""
+    """Return a model's logits for uint8 images (eval mode, on the model's device; flip-averaged unless told)."""
     loader = torch_data.make_loader(images, np.zeros(len(images), dtype=int), train=False, batch_size=256)
     model.eval()
+    device = next(model.parameters()).device
     rows = []
-    with torch.no_grad():
+    with torch.no_grad(), runtime.autocast(device):
         for x, _ in loader:
-            x = x.contiguous(memory_format=torch.channels_last)
-            logits = model(x)
-            rows.append((logits + model(x.flip(3))) / 2 if flip_tta else logits)
+            x = x.to(device, memory_format=torch.channels_last)
+            logits = model(x).float()
+            rows.append(((logits + model(x.flip(3)).float()) / 2 if flip_tta else logits).cpu())
     return torch.cat(rows).numpy()
 
 
@@ -163,9 +172,10 @@ def fine_tune_teacher(model: models.TransferNet, images: np.ndarray, labels: np.
     The probe's C is chosen by cross-validation, the probe is copied into the head, then every layer is fine-tuned
     with a fixed recipe: no validation set.
     """
-    device = torch.device("cpu")
+    device = runtime.torch_device(verbose=False)
     loader = torch_data.make_loader(images, labels, train=False, batch_size=256)
-    features = torch_train.extract_features(model.features, loader, device, progress=False)
+    features = torch_train.extract_features(torch_train.to_device(model, device).features, loader, device,
+                                            progress=False)
     scores, _ = torch_train.cross_validated_probe(features, labels, PROBE_STRENGTHS, seed=seed)
     probe_c = max(scores, key=scores.get)
     scaler, probe = torch_train.fit_linear_probe(features, labels, c=probe_c, seed=seed)
@@ -181,13 +191,12 @@ def fine_tune_teacher(model: models.TransferNet, images: np.ndarray, labels: np.
 
 def teacher(source: models.TransferNet, source_meta: dict[str, Any], images: np.ndarray, labels: np.ndarray,
             record: dict[str, Any], path: Path | None = None, seed: int = 0) -> tuple[models.TransferNet, dict]:
-    """Return the cached teacher for `record` (or the checkpoint at `path`), fine-tuning and caching it if new."""
+    """Return the cached teacher for `record` (or the checkpoint at `path`) on the run's device; fine-tune it if new."""
     chosen = path or teacher_path(record)
     if chosen.exists() or path is not None:
         net, meta = load_teacher(chosen, record)
+        net = torch_train.to_device(net, runtime.torch_device(verbose=False))
         return net.eval(), {**meta, "checkpoint": str(chosen), "cached": True}
-    import copy
-
     net, details = fine_tune_teacher(copy.deepcopy(source), images, labels, len(record["classes"]), record["recipe"],
                                      seed)
     meta = {**record, **details, "source_test_acc": source_meta.get("source_test_acc")}

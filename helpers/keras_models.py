@@ -22,6 +22,7 @@ VALID_BACKENDS = ("tensorflow", "torch")
 KERAS_MODELS = ("mobilenet_v2", "efficientnetb0", "vgg16")
 VALID_KERAS_MODELS = ("course_net", *KERAS_MODELS)
 VALID_WEIGHTS = ("imagenet", "course", "none", "auto")
+KERAS_POLICIES = {"bf16": "mixed_bfloat16", "fp16": "mixed_float16", "fp32": "float32"}  # runtime.precision's names
 TOP_BLOCK_PREFIX = {"course_net": "stage3", "mobilenet_v2": "block_16", "efficientnetb0": "block7", "vgg16": "block5"}
 
 
@@ -42,6 +43,33 @@ def import_keras(backend: str = "tensorflow") -> Any:
     import keras
 
     return keras
+
+
+def keras_precision_policy(backend: str = "tensorflow") -> str:
+    """Pick Keras's dtype policy by the GPU its backend sees: mixed bfloat16 where native, mixed float16, else float32.
+
+    The rule of `runtime.precision` for Keras: TensorFlow sees a GPU only with `make ... GPU=1`'s
+    tensorflow[and-cuda], so the TensorFlow backend asks TensorFlow, the torch backend asks torch.
+    """
+    if backend == "torch":
+        from .runtime import precision, torch_device
+
+        return KERAS_POLICIES[precision(torch_device(verbose=False))]
+    from .runtime import import_tensorflow
+
+    tf = import_tensorflow()
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return KERAS_POLICIES["fp32"]
+    capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0))
+    return KERAS_POLICIES["bf16" if capability >= (8, 0) else "fp16"]  # bfloat16 is native from Ampere (8.0) on
+
+
+def set_mixed_precision(keras: Any, backend: str = "tensorflow") -> str:
+    """Set Keras's global dtype policy by `keras_precision_policy` (before building models) and return its name."""
+    policy = keras_precision_policy(backend)
+    keras.mixed_precision.set_global_policy(policy)
+    return policy
 
 
 def check_keras_image_size(model: str, image_size: int) -> None:

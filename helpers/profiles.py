@@ -11,7 +11,6 @@ from .runtime import has_gpu
 VALID_PROFILES = ("smoke", "cpu", "full", "auto")
 
 
-
 def finetuning_profiles(imagenet_cpu_size: int) -> dict[str, dict[str, Any]]:
     """Knobs shared by the Keras and PyTorch fine-tuning notebooks, so the two compare row by row."""
     return {
@@ -94,6 +93,15 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "full": {"bootstrap_resamples": 5000},
     },
 }
+
+# Minutes the `full` profile should take per notebook on one modern GPU (an A100 or H100 class card), with the
+# comparison `make course` runs before 06. TARGETS, not measurements: no notebook has run on a GPU yet.
+GPU_TARGET_MINUTES: dict[str, int] = {
+    "00_setup_and_data": 1, "01_concepts": 2, "02_math_of_transfer": 1, "03_pretrain_source_model": 3,
+    "04_keras_finetuning": 7, "05_pytorch_finetuning": 6, "comparison": 15, "06_evaluation": 1,
+    "07_domain_adaptation": 6, "08_distillation_self_training": 9, "09_few_shot_multi_task": 9,
+}
+GPU_TARGET_TOTAL_MINUTES = 60  # the whole course, `make course PROFILE=full` on one GPU
 
 
 def choose_profile(requested: str = "auto") -> str:

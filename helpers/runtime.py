@@ -1,4 +1,9 @@
-"""Device choice, seeding and the environment report shared by every notebook and metrics file."""
+"""Device choice, precision, seeding and the environment report shared by every notebook and metrics file.
+
+The device rule lives here and nowhere else: CUDA when present, then Apple MPS, else the CPU (`torch_device`).
+So does the precision rule for training on it: bfloat16 autocast on a CUDA GPU that has bfloat16, float16 with
+a gradient scaler on an older one, float32 elsewhere (`precision`, `autocast`, `grad_scaler`, `optimizer_step`).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,10 @@ from importlib import metadata
 from typing import Any
 
 import numpy as np
+
+CHANNELS_LAST = True  # torch_train.to_device and every loader batch use channels-last: faster convolutions, CPU and GPU
+DETERMINISM_NOTE = ("With cuDNN's defaults (deterministic=False, benchmark=False, recorded with each run) a rerun on "
+                    "the same GPU agrees to float rounding, not bit for bit.")
 
 REPORTED_PACKAGES = (
     "numpy", "torch", "torchvision", "tensorflow", "tensorflow-cpu", "keras",
@@ -34,6 +43,49 @@ def torch_device(verbose: bool = True) -> Any:
     if verbose:
         print(f"torch device: {device} - {name}")
     return device
+
+
+def precision(device: Any) -> str:
+    """Name the training precision on a device: bf16 on a CUDA GPU with native bfloat16, fp16 on an older one, fp32."""
+    import torch
+
+    if device.type != "cuda":
+        return "fp32"  # CPU and MPS: autocast there gains little and changes the numbers the course quotes
+    return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
+
+
+def autocast(device: Any) -> contextlib.AbstractContextManager:
+    """Run the enclosed forward pass in the device's mixed precision (`precision`); a no-op in fp32."""
+    import torch
+
+    chosen = precision(device)
+    dtype = torch.float16 if chosen == "fp16" else torch.bfloat16
+    return torch.autocast(device.type, dtype=dtype, enabled=chosen != "fp32")
+
+
+def grad_scaler(device: Any) -> Any:
+    """Return a gradient scaler that is active only in fp16, whose small gradients would underflow to zero."""
+    import torch
+
+    return torch.amp.GradScaler(device.type, enabled=precision(device) == "fp16")
+
+
+def optimizer_step(optimizer: Any, loss: Any, scaler: Any) -> None:
+    """Zero the gradients, backpropagate the loss (scaled when the scaler is active), and step the optimizer."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)  # skips the step when fp16 gradients overflowed
+    scaler.update()
+
+
+def cudnn_settings() -> dict[str, Any]:
+    """Record what decides whether a GPU rerun repeats: cuDNN's flags and PyTorch's deterministic-algorithms switch."""
+    import torch
+
+    cudnn = torch.backends.cudnn
+    return {"deterministic": cudnn.deterministic, "benchmark": cudnn.benchmark,
+            "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+            "version": cudnn.version() if torch.cuda.is_available() else None, "note": DETERMINISM_NOTE}
 
 
 @contextlib.contextmanager
@@ -101,6 +153,8 @@ def seed_everything(seed: int) -> list[str]:
 
         torch.manual_seed(seed)  # also seeds every CUDA device
         seeded.append("torch")
+        if torch.cuda.is_available():
+            print(DETERMINISM_NOTE)
     if "keras" in sys.modules:
         import keras
 
@@ -132,12 +186,17 @@ def device_summary() -> dict[str, Any]:
     if "torch" in sys.modules:
         import torch
 
-        summary["torch_threads"] = torch.get_num_threads()
-        summary["torch_device"] = str(torch_device(verbose=False))
+        device = torch_device(verbose=False)
+        summary.update(torch_threads=torch.get_num_threads(), torch_device=str(device), precision=precision(device),
+                       channels_last=CHANNELS_LAST, cudnn=cudnn_settings())
         if torch.cuda.is_available():
             summary["cuda"] = {"name": torch.cuda.get_device_name(0), "version": torch.version.cuda}
     if "tensorflow" in sys.modules:
         summary["tf_gpus"] = tf_gpus(verbose=False)
+    if "keras" in sys.modules:
+        import keras
+
+        summary["keras_policy"] = keras.mixed_precision.global_policy().name
     return summary
 
 
@@ -155,5 +214,5 @@ def environment_report(verbose: bool = True) -> dict[str, Any]:
         print("Packages: " + ", ".join(f"{k} {v}" for k, v in report["packages"].items()))
         device = report["device"]
         print(f"CPU cores: {device['cpu_count']}, torch threads: {device.get('torch_threads', '-')}, "
-              f"CUDA: {device['cuda'] or 'none'}")
+              f"CUDA: {device['cuda'] or 'none'}, precision: {device.get('precision', '-')}")
     return report

@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from . import runtime
 from .paths import atomic_write, cache_dir, cached_files
 
 
@@ -38,7 +39,7 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, flip_tt
     """Return loss, accuracy, predicted labels and class probabilities over a loader (optionally flip-averaged)."""
     model.eval()
     logits_all, labels_all = [], []
-    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+    with torch.no_grad(), runtime.autocast(device):
         for images, labels in loader:
             images = images.to(device, memory_format=torch.channels_last, non_blocking=True)
             logits = model(images).float()
@@ -57,14 +58,14 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
         num_epochs: int, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], device: torch.device,
         scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, frozen: Iterable[nn.Module] = (),
         desc: str = "training", validations: int = 15) -> list[dict[str, float]]:
-    """Train for `num_epochs` (scheduler stepped per batch); return per-epoch history.
+    """Train for `num_epochs` (scheduler stepped per batch) in the device's precision; return per-epoch history.
 
     Validation runs about `validations` times, evenly spaced and always after the last epoch, so runs of many
     tiny epochs (few labels) do not spend their time validating.
     """
     frozen = list(frozen)
     validate_every = max(1, num_epochs // validations)
-    history = []
+    history, scaler = [], runtime.grad_scaler(device)
     bar = tqdm(range(1, num_epochs + 1), desc=desc, unit="epoch")
     for epoch in bar:
         start = time.perf_counter()
@@ -73,12 +74,10 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
         for images, labels in train_loader:
             images = images.to(device, memory_format=torch.channels_last, non_blocking=True)
             labels = labels.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            with runtime.autocast(device):
                 logits = model(images)
                 loss = loss_fn(logits, labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            runtime.optimizer_step(optimizer, loss, scaler)
             if scheduler is not None:
                 scheduler.step()
             total_loss += loss.item() * len(labels)
@@ -99,7 +98,7 @@ def extract_features(features: nn.Module, loader: DataLoader, device: torch.devi
     """Run a frozen extractor over a loader (eval mode) and return one feature row per image (a bar unless told)."""
     features.eval()
     rows = []
-    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+    with torch.no_grad(), runtime.autocast(device):
         for images, _ in tqdm(loader, desc="extracting features", unit="batch", leave=False, disable=not progress):
             rows.append(features(images.to(device, memory_format=torch.channels_last)).float().cpu())
     return torch.cat(rows).flatten(1).numpy()

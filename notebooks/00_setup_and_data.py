@@ -15,7 +15,8 @@
 #
 # **Estimated time** (measured on 2 CPU cores): about 30 s the first time with a local copy of CIFAR-10
 # (decoding 60,000 images), under 15 s afterwards; add the download of 170 MB the first time you fetch the
-# official archive. A GPU does not change this notebook's time.
+# official archive. A GPU does not change this notebook's time: `full` profile on one GPU: about 1 min
+# (a target, not yet measured).
 #
 # **What the course needs**
 #
@@ -23,12 +24,13 @@
 # |---|---|---|
 # | 00 setup and data | this notebook | CIFAR-10 (or synthetic data) |
 # | 01 concepts, 02 math | why transfer works; every equation checked in code | CPU |
-# | 03 pretrain the source model | a compact CNN on classes 0-4, saved as the course model | CPU minutes, GPU seconds |
+# | 03 pretrain the source model | a compact CNN on classes 0-4, saved as the course model | CPU minutes (`cpu`) |
 # | 04 Keras, 05 PyTorch fine-tuning | every strategy, ImageNet or course backbones | GPU for `full` |
 # | 06 evaluation | compare strategies and frameworks | CPU |
 #
 # Each notebook has a `PROFILE` parameter: `smoke` (seconds, for tests), `cpu` (minutes on a laptop),
-# `full` (the real experiment, for a GPU) and `auto` (full with a GPU, cpu without). The environment
+# `full` (the real experiment, for a GPU: the README states each notebook's time on one GPU as a target, not yet
+# measured) and `auto` (full with a CUDA GPU, cpu without). The environment
 # variable `WORKBOOK_PROFILE` overrides it in every notebook; any other parameter you set wins over the
 # profile's value for the same knob.
 

@@ -13,8 +13,8 @@
 # - Measure it: accuracy against the number of target labels, from scratch versus from a source model.
 #
 # **Estimated time**: reading 20 minutes; running the notebook in the `cpu` profile on 2 CPU cores, about 80
-# seconds with notebook 03's source model and 2 minutes without it (it then trains a stand-in); seconds on a
-# GPU or in `smoke`.
+# seconds with notebook 03's source model and 2 minutes without it (it then trains a stand-in); seconds in
+# `smoke`. `full` profile on one GPU: about 2 min (a target, not yet measured).
 
 # %% tags=["parameters"]
 from typing import Optional  # papermill reads Optional[int], not int | None

@@ -17,7 +17,8 @@
 # - The knowledge-distillation loss and its T² factor.
 #
 # **Estimated time**: reading 45 minutes; running under 2 minutes on a CPU in the `cpu` profile, seconds in
-# `smoke`. No GPU needed; no download (it uses CIFAR-10 if cached, synthetic data otherwise).
+# `smoke`. No GPU needed; no download (it uses CIFAR-10 if cached, synthetic data otherwise). `full` profile on
+# one GPU: about 1 min (a target, not yet measured).
 
 # %% tags=["parameters"]
 from typing import Optional  # papermill reads Optional[int], not int | None
@@ -85,6 +86,7 @@ except models.CheckpointError as reason:
     extractor, extractor_name = models.course_net(), "STAND-IN: a randomly initialised course network"
     print("!! No course source model yet: sections 1 and 6 use a random network as a stand-in and will show no\n"
           "!! transfer. Run notebook 03 (or `make course`, which runs it first), then this notebook again.")
+extractor = torch_train.to_device(extractor, device)  # the toys below stay on the CPU: they are a few kilobytes
 print("extractor:", extractor_name)
 checks["extractor"] = extractor_name
 
@@ -95,7 +97,7 @@ count = config["images_per_task"]
 def features(images: np.ndarray) -> np.ndarray:
     """Frozen features of a batch of uint8 images."""
     loader = torch_data.make_loader(images, np.zeros(len(images), dtype=int), train=False, batch_size=256)
-    return torch_train.extract_features(extractor.features, loader, torch.device("cpu"), progress=False)  # seconds
+    return torch_train.extract_features(extractor.features, loader, device, progress=False)  # seconds
 
 
 def features_of(task: data.ImageData, split: str) -> tuple[np.ndarray, np.ndarray]:

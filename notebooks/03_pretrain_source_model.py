@@ -17,9 +17,9 @@
 #   training from scratch.
 #
 # **Estimated time**: `cpu` profile about 6 minutes on 2 CPU cores (13 epochs over 22,500 images: 349 to 392 s
-# in our runs);
-# `full` about 2 minutes on a GPU; `smoke` under a minute. A valid checkpoint from an earlier run with the
-# same settings is reused; the notebook then takes about 40 seconds (37 s in our run, mostly the range test).
+# in our runs); `full` profile on one GPU: about 3 min (a target, not yet measured); `smoke` under a minute. A
+# valid checkpoint from an earlier run with the same settings is reused; the notebook then takes about 40 seconds
+# (37 s in our run, mostly the range test).
 
 # %% tags=["parameters"]
 from typing import Optional  # papermill reads Optional[int], not int | None

@@ -22,8 +22,9 @@
 #
 # **Estimated time** (course model, target task, 500 labels per class, `cpu` profile on 2 CPU cores):
 # linear probe under 30 s including feature extraction (seconds once features are cached); each
-# training strategy about 1.5 to 2.5 minutes (25 epochs), 20 to 45 s with 10 or 50 labels per class. On a
-# GPU, full CIFAR-10 with ImageNet ResNet-18 at 224x224 takes minutes per epoch (`full` profile).
+# training strategy about 1.5 to 2.5 minutes (25 epochs), 20 to 45 s with 10 or 50 labels per class. `full`
+# profile on one GPU (ImageNet ResNet-18 at 224x224 on every target image, bfloat16): about 6 min (a target,
+# not yet measured).
 
 # %% tags=["parameters"]
 from typing import Optional  # papermill reads Optional[int], not int | None
@@ -275,14 +276,16 @@ if STRATEGY == "scratch":
 # the forward pass, the loss, the backward pass, an optimizer step and a scheduler step (the one-cycle rate
 # changes every batch). Only in the oracle setting is there a validation split, evaluated about 15 times per
 # run to draw the learning curve; it chooses nothing, so the loop keeps the last weights, not the "best" ones
-# (with k labels per class there is no honest split to pick them on). On a GPU it runs in bfloat16 autocast,
-# channels-last.
+# (with k labels per class there is no honest split to pick them on). On a GPU it runs in bfloat16 autocast
+# (float16 with a gradient scaler on a GPU without bfloat16: `runtime.autocast` and `runtime.optimizer_step` hold
+# that rule for every loop in the course), channels-last.
 
 # %%
 def train(model: nn.Module, train_loader, val_loader, optimizer: torch.optim.Optimizer, scheduler,
           num_epochs: int, loss_fn, frozen: list[nn.Module], desc: str = "training") -> list[dict]:
     """Train for num_epochs, stepping the scheduler per batch; return one history row per epoch."""
     validate_every, history = max(1, num_epochs // 15), []
+    scaler = runtime.grad_scaler(device)  # active only in float16, on a GPU without bfloat16
     for epoch in tqdm(range(1, num_epochs + 1), desc=desc, unit="epoch"):
         start = time.perf_counter()
         torch_train.set_train_mode(model, frozen)  # model.train(), then frozen modules back to eval()
@@ -290,12 +293,10 @@ def train(model: nn.Module, train_loader, val_loader, optimizer: torch.optim.Opt
         for images, labels in train_loader:
             images = images.to(device, memory_format=torch.channels_last)
             labels = labels.to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            with runtime.autocast(device):  # bfloat16 (or float16) on a GPU, float32 elsewhere
                 logits = model(images)
                 loss = loss_fn(logits, labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            runtime.optimizer_step(optimizer, loss, scaler)  # zero the gradients, backward, step
             scheduler.step()
             total_loss += loss.item() * len(labels)
             correct += (logits.argmax(1) == labels).sum().item()

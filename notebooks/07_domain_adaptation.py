@@ -18,7 +18,9 @@
 # - See, measured, when adaptation hurts: tiny batches, a target with another class balance, too many steps.
 #
 # **Estimated time** (`cpu` profile, 2 CPU cores, CIFAR-10 JPEG copy): about 4 minutes (see the README for the
-# measured time); `smoke` under a minute. No GPU needed; a GPU shortens the DANN and self-training loops.
+# measured time); `smoke` under a minute. No GPU needed; with one, AdaBN, TENT, DANN and self-training run on it
+# in bfloat16 (the corruptions are computed on the CPU either way). `full` profile on one GPU: about 6 min
+# (a target, not yet measured).
 
 # %% tags=["parameters"]
 from typing import Optional  # papermill reads Optional[int], not int | None
@@ -71,7 +73,7 @@ parameters.check_parameters(globals(), choices={  # unknown names, wrong types, 
 
 plots.setup_plots()
 environment = runtime.environment_report()
-device = torch.device("cpu")  # small models and many small steps: the CPU keeps every run comparable
+device = runtime.torch_device()
 runtime.seed_everything(SEED)
 config = profiles.resolve_config("07_domain_adaptation", PROFILE, adapt_steps=ADAPT_STEPS)
 config.update(dataset_requested=DATASET, corruption=CORRUPTION, severity=SEVERITY, method=METHOD,
@@ -88,7 +90,7 @@ cifar = data.load_dataset(DATASET, config["synthetic_train_per_class"], config["
 source, _ = splits.source_target_split(cifar)
 model, weights_info = models.source_model("course", "course_net", config["profile"], DATASET)
 models.check_source_data(weights_info, cifar.identity)  # a source model trained on other data is refused
-model.eval()
+model = torch_train.to_device(model, device).eval()  # AdaBN and TENT adapt copies on the same device
 print(reporting.weights_line(weights_info))
 
 rng = np.random.default_rng(SEED)
@@ -233,23 +235,24 @@ def batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int):
 def train_dann(net: nn.Module, steps: int, lr: float = 0.001, batch_size: int = 64) -> nn.Module:
     """Fine-tune on labelled source and unlabelled target images with a gradient-reversal domain classifier."""
     net = copy.deepcopy(net)
-    discriminator = nn.Sequential(nn.Linear(net.feature_dim, 128), nn.ReLU(), nn.Linear(128, 1))
+    discriminator = nn.Sequential(nn.Linear(net.feature_dim, 128), nn.ReLU(), nn.Linear(128, 1)).to(device)
     optimizer = torch.optim.SGD([*net.parameters(), *discriminator.parameters()], lr=lr, momentum=0.9, nesterov=True,
                                 weight_decay=5e-4)
+    scaler = runtime.grad_scaler(device)  # active only in float16, on a GPU without bfloat16
     no_labels = np.zeros(len(x_pool_target), dtype=np.int64)  # the loader needs a label slot; it stays zero
     source_batches = batches(x_source, y_source, batch_size, SEED)
     target_batches = batches(x_pool_target, no_labels, batch_size, SEED + 1)
     net.train()
     for step in tqdm(range(steps), desc="DANN"):
         (xs, ys), (xt, _) = next(source_batches), next(target_batches)
-        features = net.features(torch.cat([xs, xt]))  # one batch, so BatchNorm sees both domains
-        class_loss = nn.functional.cross_entropy(net.head(features[:len(xs)]), ys)
-        domain_logits = discriminator(ad.grad_reverse(features, ad.dann_lambda(step / steps))).squeeze(1)
-        domain = torch.cat([torch.zeros(len(xs)), torch.ones(len(xt))])
-        loss = class_loss + nn.functional.binary_cross_entropy_with_logits(domain_logits, domain)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        xs, ys, xt = xs.to(device), ys.to(device), xt.to(device)
+        domain = torch.cat([torch.zeros(len(xs)), torch.ones(len(xt))]).to(device)
+        with runtime.autocast(device):  # bfloat16 on a GPU, float32 elsewhere
+            features = net.features(torch.cat([xs, xt]))  # one batch, so BatchNorm sees both domains
+            class_loss = nn.functional.cross_entropy(net.head(features[:len(xs)]), ys)
+            domain_logits = discriminator(ad.grad_reverse(features, ad.dann_lambda(step / steps))).squeeze(1)
+            loss = class_loss + nn.functional.binary_cross_entropy_with_logits(domain_logits, domain)
+        runtime.optimizer_step(optimizer, loss, scaler)  # zero the gradients, backward, step
     return net.eval()
 
 
@@ -288,14 +291,14 @@ def train_self_training(net: nn.Module, labeller: nn.Module, steps: int, keep_fr
     mixed_x, mixed_y = np.concatenate([x_source, pseudo_x]), np.concatenate([y_source, pseudo_y])
     net = copy.deepcopy(net)
     optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    scaler = runtime.grad_scaler(device)
     mixed_batches = batches(mixed_x, mixed_y, batch_size, SEED)
     net.train()
     for _ in tqdm(range(steps), desc="self-training"):
-        x, y = next(mixed_batches)
-        loss = nn.functional.cross_entropy(net(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        x, y = (tensor.to(device) for tensor in next(mixed_batches))
+        with runtime.autocast(device):
+            loss = nn.functional.cross_entropy(net(x), y)
+        runtime.optimizer_step(optimizer, loss, scaler)
     return net.eval(), kept
 
 

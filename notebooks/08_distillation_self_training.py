@@ -27,7 +27,9 @@
 #
 # **Estimated time** (`cpu` profile, 2 CPU cores, CIFAR-10 JPEG copy): about 7 minutes (408 s in our run, with
 # the teacher already cached; fine-tuning it takes well under a minute more); `smoke` about a minute and a half.
-# No GPU needed. The benchmark (`make bench-distill`) runs the longer versions behind the README's table.
+# No GPU needed; with one, the teacher and every student train on it in bfloat16 (the speed table still times
+# inference on the CPU, where a small student is deployed). `full` profile on one GPU: about 9 min
+# (a target, not yet measured). The benchmark (`make bench-distill`) runs the longer versions behind the README's table.
 
 # %% tags=["parameters"]
 from typing import Optional  # papermill reads Optional[int], not int | None
@@ -68,6 +70,7 @@ parameters.check_parameters(globals(), choices={"METHOD": distill.METHODS})  # n
 
 plots.setup_plots()
 environment = runtime.environment_report()
+runtime.torch_device()  # where distill's loops train: CUDA, then MPS, else the CPU
 runtime.seed_everything(SEED)
 config = profiles.resolve_config("08_distillation_self_training", PROFILE, pool_images=POOL_IMAGES,
                                  student_steps=STUDENT_STEPS, self_training_steps=SELF_TRAINING_STEPS)

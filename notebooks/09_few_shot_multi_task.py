@@ -20,8 +20,9 @@
 #
 # **Estimated time** (`cpu` profile, 2 CPU cores, CIFAR-10 JPEG copy): about 10 minutes (584 s in our run:
 # few-shot 15 s, multi-task 90 s and its Keras twin 96 s, the layer experiment 374 s, a reduced version with one
-# seed and n = 1 to 3). `smoke` takes about two minutes. The full grid is a benchmark (`make bench-layers`), with a
-# GPU when one is available.
+# seed and n = 1 to 3). `smoke` takes about two minutes. The full grid (n = 1 to 4, three seeds) is the `full`
+# profile and the benchmark (`make bench-layers`); every PyTorch loop runs on the GPU when there is one. `full`
+# profile on one GPU: about 9 min (a target, not yet measured).
 
 # %% tags=["parameters"]
 from typing import Optional  # papermill reads Optional[int], not int | None
@@ -73,7 +74,7 @@ parameters.check_parameters(globals(), choices={"PART": tr.PARTS})  # names, typ
 
 plots.setup_plots()
 environment = runtime.environment_report()
-device = torch.device("cpu")  # small models and many short runs: the CPU keeps every run comparable
+device = runtime.torch_device()
 runtime.seed_everything(SEED)
 config = profiles.resolve_config("09_few_shot_multi_task", PROFILE, episodes=EPISODES, blocks=BLOCKS, seeds=SEEDS)
 config.update(dataset_requested=DATASET, part=PART, n_way=N_WAY, shots=SHOTS, query=QUERY,
@@ -85,6 +86,7 @@ cifar = data.load_dataset(DATASET, config["synthetic_train_per_class"], config["
 source, target = splits.source_target_split(cifar)
 model_a, weights_info = models.source_model("course", "course_net", config["profile"], DATASET)
 models.check_source_data(weights_info, cifar.identity)  # a source model trained on other data is refused
+model_a = torch_train.to_device(model_a, device)
 print(reporting.weights_line(weights_info))
 for blocks in config["blocks"]:
     tr.check_blocks(blocks, model_a)  # n outside 0..L: refused before anything trains
@@ -211,16 +213,16 @@ def multi_task_loss(source_logits: torch.Tensor, target_logits: torch.Tensor, la
 
 
 def train_two_heads(net: TwoHeads, batches, steps: int, weight: float, desc: str, lr: float = 0.01) -> TwoHeads:
-    """SGD with a one-cycle schedule; each batch is (images, labels, task)."""
+    """SGD with a one-cycle schedule, in the device's precision; each batch is (images, labels, task)."""
     optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.2)
+    scaler = runtime.grad_scaler(device)  # active only in float16, on a GPU without bfloat16
     net.train()
     for _ in tqdm(range(steps), desc=desc):
-        images, labels, task = next(batches)
-        loss = multi_task_loss(*net(images), labels, task, weight)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        images, labels, task = (tensor.to(device) for tensor in next(batches))
+        with runtime.autocast(device):  # bfloat16 on a GPU, float32 elsewhere
+            loss = multi_task_loss(*net(images), labels, task, weight)
+        runtime.optimizer_step(optimizer, loss, scaler)  # zero the gradients, backward, step
         scheduler.step()
     return net.eval()
 
@@ -343,13 +345,13 @@ def train_on_b(net: models.TransferNet, frozen: list[nn.Module], batches, steps:
     trainable = [p for p in net.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(trainable, lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.2)
+    scaler = runtime.grad_scaler(device)
     for _ in tqdm(range(steps), desc=desc, disable=desc is None):  # the layer experiment has one bar for all
         torch_train.set_train_mode(net, frozen)
-        images, labels = next(batches)
-        loss = nn.functional.cross_entropy(net(images), labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        images, labels = (tensor.to(device) for tensor in next(batches))
+        with runtime.autocast(device):
+            loss = nn.functional.cross_entropy(net(images), labels)
+        runtime.optimizer_step(optimizer, loss, scaler)
         scheduler.step()
     return net.eval()
 

@@ -12,14 +12,15 @@ from notebook_code import notebook_definition
 from torch import nn
 from tqdm.auto import tqdm
 
-from helpers import data, models, torch_data, torch_train
+from helpers import data, models, runtime, torch_data, torch_train
 
 
 def test_notebook_05_loop_matches_torch_train_fit():
     images = data.make_synthetic(40, 10, seed=0)
     x, y = images.x_train[images.y_train < 3], images.y_train[images.y_train < 3]
     device = torch.device("cpu")
-    namespace = {"nn": nn, "torch": torch, "time": time, "tqdm": tqdm, "torch_train": torch_train, "device": device}
+    namespace = {"nn": nn, "torch": torch, "time": time, "tqdm": tqdm, "torch_train": torch_train, "runtime": runtime,
+                 "device": device}
     train = notebook_definition("05_pytorch_finetuning", "train", namespace)
     torch.manual_seed(0)
     start = torch_train.to_device(models.course_net(3, widths=(8, 8, 16, 16)), device)
@@ -52,7 +53,7 @@ def test_notebook_05_loop_matches_torch_train_fit():
 
 
 def test_notebook_04_train_step_matches_keras_fit():
-    from helpers import keras_models, runtime
+    from helpers import keras_models
 
     keras = keras_models.import_keras("tensorflow")
     tf = runtime.import_tensorflow()

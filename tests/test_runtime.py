@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import random
 
 import numpy as np
@@ -85,3 +86,87 @@ def test_synthetic_sizes_leave_enough_training_images_after_validation():
             wanted = knobs.get("train_per_class") or knobs.get("labels_per_class")
             if wanted and "synthetic_train_per_class" in knobs:
                 assert wanted <= 0.9 * knobs["synthetic_train_per_class"], (notebook, profile)
+
+
+# ------------------------------------------------------------------------ the device and precision rules, simulated
+
+def simulate(monkeypatch, cuda: bool, mps: bool = False, bf16: bool = True) -> None:
+    """Make torch see a CUDA GPU (with or without native bfloat16) and Apple MPS, or not, on this CPU machine."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *_: "Simulated GPU")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: bf16)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+
+
+@pytest.mark.parametrize("cuda, mps, expected", [(True, True, "cuda"), (True, False, "cuda"), (False, True, "mps"),
+                                                 (False, False, "cpu")])
+def test_device_rule_is_cuda_then_mps_then_cpu(monkeypatch, capsys, cuda, mps, expected):
+    simulate(monkeypatch, cuda, mps)
+    assert runtime.torch_device().type == expected
+    assert f"torch device: {expected}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("device, bf16, expected", [("cuda", True, "bf16"), ("cuda", False, "fp16"),
+                                                    ("mps", True, "fp32"), ("cpu", True, "fp32")])
+def test_precision_rule_bf16_then_fp16_on_cuda_fp32_elsewhere(monkeypatch, device, bf16, expected):
+    simulate(monkeypatch, cuda=device == "cuda", mps=device == "mps", bf16=bf16)
+    assert runtime.precision(torch.device(device)) == expected
+
+
+def test_on_the_cpu_autocast_and_the_scaler_change_nothing():
+    cpu = torch.device("cpu")
+    with runtime.autocast(cpu):
+        assert (torch.ones(4, 4) @ torch.ones(4, 4)).dtype == torch.float32
+    assert not runtime.grad_scaler(cpu).is_enabled()
+
+
+def test_an_active_scaler_takes_the_same_step_as_a_plain_one():
+    """optimizer_step with the fp16 path's scaler (enabled here on the CPU) unscales before stepping."""
+    torch.manual_seed(0)
+    start, x = torch.nn.Linear(4, 2), torch.randn(8, 4)
+    stepped = []
+    for enabled in (False, True):
+        model = copy.deepcopy(start)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        runtime.optimizer_step(optimizer, model(x).square().mean(), torch.amp.GradScaler("cpu", enabled=enabled))
+        stepped.append(model.weight.detach())
+    torch.testing.assert_close(stepped[0], stepped[1])
+    assert not torch.equal(stepped[0], start.weight)
+
+
+def test_run_record_names_device_precision_layout_and_cudnn_settings(monkeypatch):
+    recorded = runtime.environment_report(verbose=False)["device"]
+    assert recorded["precision"] == "fp32" and recorded["channels_last"] is True
+    assert recorded["cudnn"]["deterministic"] is False and "bit for bit" in recorded["cudnn"]["note"]
+    simulate(monkeypatch, cuda=True)
+    monkeypatch.setattr(torch.backends.cudnn, "version", lambda: 91000)
+    recorded = runtime.environment_report(verbose=False)["device"]
+    assert recorded["torch_device"] == "cuda" and recorded["precision"] == "bf16"
+    assert recorded["cuda"]["name"] == "Simulated GPU" and recorded["cudnn"]["version"] == 91000
+
+
+def test_seeding_on_a_gpu_prints_the_determinism_note(monkeypatch, capsys):
+    simulate(monkeypatch, cuda=True)
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: None)
+    runtime.seed_everything(0)
+    assert "not bit for bit" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("cuda, bf16, expected", [(True, True, "mixed_bfloat16"), (True, False, "mixed_float16"),
+                                                  (False, True, "float32")])
+def test_keras_policy_follows_the_torch_backends_gpu(monkeypatch, cuda, bf16, expected):
+    from helpers import keras_models
+
+    simulate(monkeypatch, cuda=cuda, bf16=bf16)
+    assert keras_models.keras_precision_policy("torch") == expected
+
+
+@pytest.mark.parametrize("gpus, capability, expected", [([], None, "float32"), (["GPU:0"], (9, 0), "mixed_bfloat16"),
+                                                        (["GPU:0"], (7, 0), "mixed_float16")])
+def test_keras_policy_follows_the_gpu_tensorflow_sees(monkeypatch, gpus, capability, expected):
+    from helpers import keras_models
+
+    tf = runtime.import_tensorflow()
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: gpus)
+    monkeypatch.setattr(tf.config.experimental, "get_device_details", lambda gpu: {"compute_capability": capability})
+    assert keras_models.keras_precision_policy("tensorflow") == expected

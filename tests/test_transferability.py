@@ -11,7 +11,7 @@ import torch
 from notebook_code import notebook_definition as definition_in
 from torch import nn
 
-from helpers import models, parameters, torch_train
+from helpers import models, parameters, runtime, torch_train
 from helpers import transferability as tr
 
 
@@ -25,7 +25,7 @@ def namespace() -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     return {"np": np, "torch": torch, "nn": nn, "copy": copy, "models": models, "torch_train": torch_train,
-            "tqdm": tqdm}
+            "tqdm": tqdm, "runtime": runtime, "device": torch.device("cpu")}  # tests/test_gpu.py: on CUDA
 
 
 # ------------------------------------------------------------------------------------------- few-shot
