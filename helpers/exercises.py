@@ -1,13 +1,19 @@
 """Checks for the notebooks' coding exercises: run the learner's function on fresh inputs, say pass or fail.
 
 A check never raises: a wrong answer, or a function that raises (the untouched stub raises
-NotImplementedError), prints a one-line verdict with a hint instead of a stack trace. The reference solutions
-live outside the notebooks, in `solutions/` (one file per notebook), so the answer is not one scroll away.
+NotImplementedError) or runs too long, prints a one-line verdict with a hint instead of a stack trace. Every
+number an answer gives is compared by `expect`, which refuses NaN, infinities, wrong shapes and wrong types (a
+string, None, a list where one number is due). The reference solutions live outside the notebooks, in
+`solutions/` (one file per notebook), so the answer is not one scroll away.
 """
 
 from __future__ import annotations
 
+import math
+import signal
 import sys
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +26,15 @@ from . import transfer_math as tm
 
 Check = Callable[[Callable[..., Any]], str | None]  # returns None when right, else what is wrong
 CHECKS: dict[str, tuple[str, Check]] = {}
+TIME_LIMIT_S = 20.0  # the longest one call of the learner's function may run before the check stops it
+
+
+class WrongAnswer(Exception):
+    """An answer that fails a check; its message is the verdict (raised by `expect`, reported by `problem`)."""
+
+
+class TimeUp(BaseException):
+    """The learner's function ran past the time limit (a BaseException: its own `except Exception` cannot hide it)."""
 
 
 def exercise(key: str, title: str) -> Callable[[Check], Check]:
@@ -30,23 +45,139 @@ def exercise(key: str, title: str) -> Callable[[Check], Check]:
     return register
 
 
-def problem(key: str, answer: Callable[..., Any]) -> str | None:
-    """Run one exercise's check on the learner's function: None when right, else what is wrong (never raises)."""
+def call_with_time_limit(function: Callable[..., Any], args: tuple, kwargs: dict, seconds: float | None) -> Any:
+    """Call `function`, raising TimeUp inside it after `seconds`, so an endless loop ends with a message.
+
+    The timer is SIGALRM (signal.setitimer), which only the main thread can use, as in a notebook kernel; off the
+    main thread, on Windows (no setitimer), or with `seconds` None or infinite, the function runs without a limit.
+    A timer already set by someone else is put back afterwards, less the time used.
+    """
+    if (seconds is None or not math.isfinite(seconds) or not hasattr(signal, "setitimer")
+            or threading.current_thread() is not threading.main_thread()):
+        return function(*args, **kwargs)
+
+    def ring(signum: int, frame: Any) -> None:
+        """Stop the learner's function where it is."""
+        raise TimeUp
+
+    started = time.monotonic()
+    previous = signal.signal(signal.SIGALRM, ring)
+    outer_delay, outer_interval = 0.0, 0.0
+    try:
+        outer_delay, outer_interval = signal.setitimer(signal.ITIMER_REAL, max(seconds, 1e-3))
+        try:
+            return function(*args, **kwargs)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)  # skipped only when the one-shot timer has already rung
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+        if outer_delay:
+            signal.setitimer(signal.ITIMER_REAL, max(outer_delay - (time.monotonic() - started), 1e-3), outer_interval)
+
+
+def problem(key: str, answer: Callable[..., Any], time_limit: float | None = None) -> str | None:
+    """Run one exercise's check on the learner's function: None when right, else what is wrong (never raises).
+
+    Each call of the learner's function may run `time_limit` seconds (TIME_LIMIT_S when None; see
+    `call_with_time_limit` for where a limit applies).
+    """
     if key not in CHECKS:
         raise ValueError(f"Unknown exercise {key!r}; exercises with a check: {', '.join(sorted(CHECKS))}")
+    limit = TIME_LIMIT_S if time_limit is None else time_limit
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        """Run the learner's function under the time limit."""
+        return call_with_time_limit(answer, args, kwargs, limit)
+
     try:
-        return CHECKS[key][1](answer)
+        return CHECKS[key][1](timed)
+    except WrongAnswer as wrong:
+        return str(wrong)
     except NotImplementedError:
         return "not written yet: replace the `raise NotImplementedError` line with your code"
+    except TimeUp:
+        return (f"your function ran longer than {limit:g} s: it was stopped; look for a loop that never ends (a "
+                "`while` whose condition stays true), or work on whole arrays instead of looping")
     except Exception as error:  # noqa: BLE001 - any mistake in the learner's code becomes a message
         return f"your function raised {type(error).__name__}: {error}"
 
 
-def check(key: str, answer: Callable[..., Any]) -> None:
+def check(key: str, answer: Callable[..., Any], time_limit: float | None = None) -> None:
     """Print the verdict on the learner's function: correct, or what is wrong."""
-    found = problem(key, answer)
+    found = problem(key, answer, time_limit)
     title = CHECKS[key][0]
     print(f"✅ Exercise {key} ({title}): correct." if found is None else f"❌ Exercise {key} ({title}): {found}")
+
+
+# ------------------------------------------------------------------------------------------ comparing answers
+
+def _describe(value: Any) -> str:
+    """Name what an answer is, for a message about its type."""
+    if value is None:
+        return "None"
+    if isinstance(value, str):
+        return f"the string {value[:40]!r}"
+    if isinstance(value, np.ndarray) or torch.is_tensor(value):
+        return f"an array of shape {tuple(value.shape)} ({value.dtype})"
+    name = type(value).__name__
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
+
+
+def _as_numbers(got: Any, want: np.ndarray) -> np.ndarray:
+    """Turn an answer into a numeric array shaped like `want`, or raise WrongAnswer naming what is wrong with it."""
+    kinds = "biuf" if want.dtype.kind == "b" else "iuf"
+    if want.ndim == 0:  # one number is due: a Python or NumPy number, or a 0-d array or tensor
+        numeric = isinstance(got, (int, float, np.integer, np.floating)) and not isinstance(got, (bool, np.bool_))
+        if not numeric and not ((isinstance(got, np.ndarray) or torch.is_tensor(got)) and got.ndim == 0):
+            raise WrongAnswer(f"expected a number, got {_describe(got)}")
+        array = np.asarray(got.detach().cpu() if torch.is_tensor(got) else got)
+        if array.dtype.kind not in kinds:
+            raise WrongAnswer(f"expected a number, got {_describe(got)}")
+        return array
+    if got is None or isinstance(got, (str, bytes)):
+        raise WrongAnswer(f"expected an array of numbers of shape {want.shape}, got {_describe(got)}")
+    try:
+        array = np.asarray(got.detach().cpu() if torch.is_tensor(got) else got)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise WrongAnswer(f"expected an array of numbers of shape {want.shape}, got {_describe(got)} ({error})"
+                          ) from None
+    if array.dtype.kind not in kinds:
+        raise WrongAnswer(f"expected an array of numbers of shape {want.shape}, got {_describe(got)} of "
+                          f"{array.dtype} values")
+    if array.shape != want.shape:
+        raise WrongAnswer(f"expected shape {want.shape}, got shape {array.shape}")
+    return array
+
+
+def expect(got: Any, want: Any, hint: str = "", *, rtol: float = 1e-9, atol: float = 0.0, name: str = "") -> None:
+    """Raise WrongAnswer unless `got` is close to `want` (math.isclose semantics: NaN and inf are never close).
+
+    Types and shapes are checked first, so a string, None or a list where one number is due, or an array of another
+    shape, is named as such; `name` says which part of the answer is meant, `hint` how to get it right.
+    """
+    expected = np.asarray(want.detach().cpu() if torch.is_tensor(want) else want)
+    try:
+        array = _as_numbers(got, expected)
+        values, target = array.astype(float), expected.astype(float)
+        broken = ~np.isfinite(values) & np.isfinite(target)
+        if broken.any():
+            raise WrongAnswer(f"got {values.item():g}, not a finite number" if values.ndim == 0 else
+                              f"{int(broken.sum())} of the values are NaN or infinite")
+        if not np.allclose(values, target, rtol=rtol, atol=atol, equal_nan=True):
+            gap = float(np.nanmax(np.abs(values - target)))
+            raise WrongAnswer(f"got {values.item():.6g}, expected {target.item():.6g}" if values.ndim == 0 else
+                              f"the values differ from the expected ones by up to {gap:.3g}")
+    except WrongAnswer as wrong:
+        message = f"{name}: {wrong}" if name else str(wrong)
+        raise WrongAnswer(f"{message}; {hint}" if hint else message) from None
+
+
+def parts(result: Any, count: int, what: str) -> tuple:
+    """Return the `count` values a function was asked to return, or raise WrongAnswer saying it returned otherwise."""
+    if not isinstance(result, (tuple, list)) or len(result) != count:
+        raise WrongAnswer(f"return {what} ({count} values), not {_describe(result)}"
+                          + (f" of length {len(result)}" if isinstance(result, (tuple, list)) else ""))
+    return tuple(result)
 
 
 # --------------------------------------------------------------------------------------------- notebook 02
@@ -56,13 +187,13 @@ def _fold(answer: Callable[..., Any]) -> str | None:
     rng = np.random.default_rng(11)
     mean, scale = rng.normal(size=6), rng.uniform(0.5, 2, 6)
     weight, bias = rng.normal(size=(3, 6)), rng.normal(size=3)
-    folded_weight, folded_bias = (np.asarray(v, dtype=float) for v in answer(weight, bias, mean, scale))
-    if folded_weight.shape != weight.shape or folded_bias.shape != bias.shape:
-        return f"expected shapes {weight.shape} and {bias.shape}, got {folded_weight.shape} and {folded_bias.shape}"
-    x = rng.normal(size=(20, 6))
-    gap = np.abs(x @ folded_weight.T + folded_bias - (((x - mean) / scale) @ weight.T + bias)).max()
-    return None if gap < 1e-8 else (f"W'x + b' differs from W (x - mean) / scale + b by up to {gap:.3g}; divide "
-                                    "each column of W by its scale, then move the mean into the bias")
+    folded_weight, folded_bias = parts(answer(weight, bias, mean, scale), 2, "the folded weight W' and bias b'")
+    want_weight = weight / scale  # the only W', b' with W'x + b' = W (x - mean) / scale + b for every x
+    hint = ("W'x + b' must equal W (x - mean) / scale + b for every x: divide each column of W by its scale, then "
+            "move the mean into the bias")
+    expect(folded_weight, want_weight, hint, atol=1e-8, name="W'")
+    expect(folded_bias, bias - want_weight @ mean, hint, atol=1e-8, name="b'")
+    return None
 
 
 # --------------------------------------------------------------------------------------------- notebook 05
@@ -81,8 +212,8 @@ def _freeze(answer: Callable[..., Any]) -> str | None:
     if open_names != {"stage3", "norm", "head"}:
         return (f"trainable parts are {sorted(open_names)}; expected stage3, the feature norm and the head (set "
                 "requires_grad False on every other parameter)")
-    if count != _trainable(model):
-        return f"you returned {count}, but {_trainable(model):,} parameters are trainable"
+    expect(count, _trainable(model), f"return how many parameters are trainable, {_trainable(model):,}", rtol=0,
+           name="the count you returned")
     return None
 
 
@@ -96,9 +227,8 @@ def _l2sp(answer: Callable[..., Any]) -> str | None:
     want = tm.l2sp_penalty(moved, start, head, 0.01, 0.001)
     if not torch.is_tensor(got) or not got.requires_grad:
         return "return a tensor that gradients flow through (use torch operations, not .item() or numpy)"
-    if not torch.allclose(got, want, rtol=1e-5):
-        return (f"got {got.item():.6f}, expected {want.item():.6f}: alpha/2 times the squared distance of the "
-                "transferred weights from their start, plus beta/2 times the squared norm of the new head")
+    expect(got, want, "alpha/2 times the squared distance of the transferred weights from their start, plus beta/2 "
+           "times the squared norm of the new head", rtol=1e-5, atol=1e-8)
     return None
 
 
@@ -110,11 +240,11 @@ def _ece(answer: Callable[..., Any]) -> str | None:
     labels = rng.integers(0, 4, 500)
     logits = rng.normal(size=(500, 4))
     logits[np.arange(500), labels] += 1.0
-    probs = metrics.softmax(logits, 0.5)
-    got, want = float(answer(labels, probs, 10)), metrics.expected_calibration_error(labels, probs, bins=10)
-    if abs(got - want) > 1e-9:
-        return (f"got {got:.5f}, expected {want:.5f}: bin by confidence (the top probability) into equal-width "
-                "bins on [0, 1], and weight each bin's |accuracy - mean confidence| by its share of the images")
+    probs = metrics.softmax(logits, 0.5)  # confidences >= 1/4: the lowest bins stay empty, and the rest are uneven,
+    # so averaging over bins (empty ones included or not) instead of weighting by images gives another number
+    expect(answer(labels, probs, 10), metrics.expected_calibration_error(labels, probs, bins=10),
+           "bin by confidence (the top probability) into equal-width bins on [0, 1], and weight each bin's "
+           "|accuracy - mean confidence| by its share of the images", rtol=0, atol=1e-9)
     return None
 
 
@@ -127,14 +257,12 @@ def _to_input(answer: Callable[..., Any]) -> str | None:
     images = np.random.default_rng(1).integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
     mean, std = (np.array(v) for v in normalization("cifar10"))
     want = ((images / 255 - mean) / std).transpose(0, 3, 1, 2)
-    got = np.asarray(answer(images))
-    if got.shape != want.shape:
-        return f"expected shape {want.shape} (N, channels, height, width), got {got.shape}"
-    if got.dtype != np.float32:
-        return f"expected float32 (what the network takes), got {got.dtype}"
-    gap = float(np.abs(got - want).max())
-    return None if gap < 1e-5 else (f"values differ by up to {gap:.3g}: scale to [0, 1] first, then subtract the "
-                                    "channel mean and divide by the channel standard deviation")
+    got = answer(images)
+    expect(got, want, "scale to [0, 1] first, then subtract the channel mean and divide by the channel standard "
+           "deviation, and put the channels first: (N, channels, height, width)", rtol=0, atol=1e-5)
+    if np.asarray(got).dtype != np.float32:
+        return f"expected float32 (what the network takes), got {np.asarray(got).dtype}"
+    return None
 
 
 # --------------------------------------------------------------------------------------------- notebook 01
@@ -144,14 +272,12 @@ def _target_subset(answer: Callable[..., Any]) -> str | None:
     rng = np.random.default_rng(2)
     labels = rng.integers(0, 10, 60)
     images = rng.integers(0, 256, (60, 4, 4, 3), dtype=np.uint8)
-    got_images, got_labels = answer(images, labels)
+    got_images, got_labels = parts(answer(images, labels), 2, "the images and their labels")
     keep = labels >= 5
-    if len(got_labels) != keep.sum():
-        return f"expected the {keep.sum()} images of classes 5-9, got {len(got_labels)}"
-    if not np.array_equal(np.asarray(got_labels), labels[keep] - 5):
-        return "the labels must be renumbered 0-4 (class 5 becomes 0, ..., 9 becomes 4), in the original order"
-    if not np.array_equal(np.asarray(got_images), images[keep]):
-        return "the images must be those of classes 5-9, in their original order"
+    expect(got_labels, labels[keep] - 5, f"keep the {keep.sum()} images of classes 5-9 and renumber their labels "
+           "0-4 (class 5 becomes 0, ..., 9 becomes 4), in the original order", rtol=0, name="the labels")
+    expect(got_images, images[keep], "the images must be those of classes 5-9, unchanged, in their original order",
+           rtol=0, name="the images")
     return None
 
 
@@ -163,10 +289,9 @@ def _steepest(answer: Callable[..., Any]) -> str | None:
     log_rate = np.log(rates)
     curve = 2 - np.tanh(log_rate + 5) + 0.02 * np.sin(3 * log_rate) + np.exp(log_rate - 1)  # a range-test shape
     want = rates[int(np.gradient(curve, log_rate).argmin())]
-    got = float(answer(rates, curve))
-    return None if np.isclose(got, want) else (f"got {got:.3g}, expected {want:.3g}: take the slope of the curve "
-                                               "against log(rate) (np.gradient(curve, np.log(rates))) and the rate "
-                                               "where it is most negative")
+    expect(answer(rates, curve), want, "take the slope of the curve against log(rate) (np.gradient(curve, "
+           "np.log(rates))) and the rate where it is most negative", rtol=1e-5, atol=1e-8)
+    return None
 
 
 # --------------------------------------------------------------------------------------------- notebook 04
@@ -181,10 +306,9 @@ def _schedule(answer: Callable[..., Any]) -> str | None:
     keras_schedule = keras.optimizers.schedules.CosineDecay(peak / 25, decay_steps=total, alpha=0.0,
                                                             warmup_target=peak, warmup_steps=int(0.2 * total))
     for step in (0, 10, 39, 40, 41, 100, 150, 199, 200):
-        got, want = float(answer(step, total, peak)), float(keras_schedule(step))
-        if abs(got - want) > 1e-6 * peak:
-            return (f"at step {step} of {total} you give {got:.6f}, Keras {want:.6f}; warm up linearly from peak/25 "
-                    "over the first 20% of steps, then decay with a cosine over `total` further steps")
+        expect(answer(step, total, peak), float(keras_schedule(step)), "warm up linearly from peak/25 over the first "
+               "20% of steps, then decay with a cosine over `total` further steps, as Keras does", rtol=0,
+               atol=1e-6 * peak, name=f"at step {step} of {total}")
     return None
 
 
@@ -201,9 +325,7 @@ def _entropy(answer: Callable[..., Any]) -> str | None:
         return "return one entropy per row: a tensor of shape (rows,)"
     if not torch.isfinite(got).all():
         return "some entropies are not finite: use log_softmax, not log(softmax), for very confident rows"
-    want = entropy(logits)
-    if not torch.allclose(got, want, atol=1e-5):
-        return f"expected {want.numpy().round(4)}, got {got.detach().numpy().round(4)} (in nats: natural log)"
+    expect(got, entropy(logits), "the entropy of each row's softmax, in nats (natural log)", rtol=1e-5, atol=1e-5)
     return None
 
 
@@ -218,13 +340,18 @@ def _kept_precision(answer: Callable[..., Any]) -> str | None:
     probs = metrics.softmax(logits)
     for threshold in (0.5, 0.8, 0.999):
         keep = probs.max(1) >= threshold
-        want = (int(keep.sum()), float((probs.argmax(1)[keep] == labels[keep]).mean()) if keep.any() else None)
-        kept, precision = answer(probs, labels, threshold)
-        if int(kept) != want[0]:
-            return f"at threshold {threshold}: {want[0]} images have a top probability >= it, you kept {kept}"
-        if (precision is None) != (want[1] is None) or (want[1] is not None and abs(precision - want[1]) > 1e-9):
-            return (f"at threshold {threshold}: precision should be {want[1]} (right pseudo-labels among the kept; "
-                    f"None when nothing is kept), got {precision}")
+        kept, precision = parts(answer(probs, labels, threshold), 2, "the number kept and their precision")
+        expect(kept, int(keep.sum()), "count the images whose top probability is >= the threshold", rtol=0,
+               name=f"at threshold {threshold}, the number kept")
+        hint = "the fraction of right pseudo-labels among the kept; None when nothing is kept"
+        if not keep.any():
+            if precision is not None:
+                return f"at threshold {threshold}, the precision: nothing is kept, so expected None, got {precision!r}"
+            continue
+        if precision is None:
+            return f"at threshold {threshold}, the precision: {keep.sum()} images are kept, so None is wrong; {hint}"
+        expect(precision, float((probs.argmax(1)[keep] == labels[keep]).mean()), hint, rtol=0, atol=1e-9,
+               name=f"at threshold {threshold}, the precision")
     return None
 
 
@@ -233,11 +360,9 @@ def _kept_precision(answer: Callable[..., Any]) -> str | None:
 @exercise("09.1", "accuracy over episodes with its interval")
 def _episodes(answer: Callable[..., Any]) -> str | None:
     accuracies = np.random.default_rng(5).uniform(0.3, 0.9, 600)
-    mean, half_width = (float(v) for v in answer(accuracies))
-    want = 1.96 * accuracies.std(ddof=1) / np.sqrt(len(accuracies))
-    if abs(mean - accuracies.mean()) > 1e-9:
-        return f"the mean should be {accuracies.mean():.4f}, got {mean:.4f}"
-    if abs(half_width - want) > 1e-6:
-        return (f"the half-width should be {want:.5f}, got {half_width:.5f}: 1.96 times the standard error, the "
-                "sample standard deviation (ddof=1) over the square root of the number of episodes")
+    mean, half_width = parts(answer(accuracies), 2, "the mean and the half-width of its 95% interval")
+    expect(mean, accuracies.mean(), "the mean accuracy over the episodes", rtol=0, atol=1e-9, name="the mean")
+    expect(half_width, 1.96 * accuracies.std(ddof=1) / np.sqrt(len(accuracies)), "1.96 times the standard error, "
+           "the sample standard deviation (ddof=1) over the square root of the number of episodes", rtol=0,
+           atol=1e-6, name="the half-width")
     return None

@@ -6,17 +6,27 @@ task-specific classifier), so each fine-tuning strategy can name what it freezes
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
+import pickle
+import re
+import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from .data import sha256_of
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; checkpoints are then written without an inter-process lock
+    fcntl = None
+
 from .paths import (
     OFFLINE_ENV,
     PREFETCH_COMMAND,
@@ -119,20 +129,39 @@ def untrained_like(model: TransferNet) -> TransferNet:
 
 
 def ensure_course_checkpoint(profile: str, dataset: str = "auto") -> Path:
-    """Return the course model's checkpoint, running notebook 03 first when there is none yet."""
-    path = checkpoint_path(profile)
-    if not path.exists():
-        from .course import NOTEBOOKS_DIR, execute
-        from .paths import outputs_root
+    """Return the course model's checkpoint, running notebook 03 first when there is none yet.
 
-        print(f"No course source model for profile {profile!r} yet: running notebook 03 to train it "
-              "(minutes on a CPU in the cpu profile) ...", flush=True)
-        executed = outputs_root() / "notebooks" / "03_pretrain_source_model.ipynb"
-        executed.parent.mkdir(parents=True, exist_ok=True)
-        execute(NOTEBOOKS_DIR / "03_pretrain_source_model.ipynb", executed, {"PROFILE": profile, "DATASET": dataset},
-                quiet=True)
-        print(f"... done; executed notebook at {executed}")
+    Creation is serialised by an inter-process lock beside the checkpoint, and the check is repeated once the lock is
+    held, so two runs starting on a fresh data root (a 2-worker sweep) train notebook 03 once, not twice.
+    """
+    path = checkpoint_path(profile)
+    if _pair_exists(path):
+        return path
+    with file_lock(path.with_name(f"{path.name}.train.lock")):  # not the pair's lock: notebook 03 takes that one
+        path = checkpoint_path(profile)
+        if not _pair_exists(path):
+            _train_course_checkpoint(profile, dataset)
+            path = checkpoint_path(profile)
     return path
+
+
+def _pair_exists(path: Path) -> bool:
+    """Tell whether both halves of a checkpoint, the weights and their JSON sidecar, are on disk."""
+    return path.exists() and path.with_suffix(".json").exists()
+
+
+def _train_course_checkpoint(profile: str, dataset: str) -> None:
+    """Run notebook 03, which trains the course's source model and saves its checkpoint."""
+    from .course import NOTEBOOKS_DIR, execute
+    from .paths import outputs_root
+
+    print(f"No course source model for profile {profile!r} yet: running notebook 03 to train it "
+          "(minutes on a CPU in the cpu profile) ...", flush=True)
+    executed = outputs_root() / "notebooks" / "03_pretrain_source_model.ipynb"
+    executed.parent.mkdir(parents=True, exist_ok=True)
+    execute(NOTEBOOKS_DIR / "03_pretrain_source_model.ipynb", executed, {"PROFILE": profile, "DATASET": dataset},
+            quiet=True)
+    print(f"... done; executed notebook at {executed}")
 
 
 def source_model(weights: str, model: str, profile: str, dataset: str = "auto") -> tuple[TransferNet, dict[str, Any]]:
@@ -231,15 +260,52 @@ def checkpoint_path(profile: str) -> Path:
     return shared if shared.exists() and not writable.exists() else writable
 
 
-def save_checkpoint(model: TransferNet, meta: dict[str, Any], path: Path) -> Path:
-    """Save weights plus metadata, and a JSON sidecar with the file's SHA-256 so corruption is caught.
+@contextlib.contextmanager
+def file_lock(lock: Path, shared: bool = False) -> Iterator[bool]:
+    """Hold an inter-process lock (fcntl.flock) on a lock file, so readers and writers of a file pair take turns.
 
-    Both files are written under unique temporary names and renamed; a read-only folder sends them to the user
+    Yields whether a lock is held: False where there is no fcntl (Windows) or the lock file cannot be opened (a
+    read-only share, where nobody writes), and then nothing is serialised.
+    """
+    if fcntl is None:
+        yield False
+        return
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        handle = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError:
+        try:
+            handle = os.open(lock, os.O_RDONLY)
+        except OSError:
+            yield False
+            return
+    try:
+        fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        yield True
+    finally:
+        os.close(handle)  # closing the descriptor releases the lock
+
+
+def _pair_lock(path: Path) -> Path:
+    """Name the lock file that makes a checkpoint's weights and sidecar one unit for writers and readers."""
+    return path.with_name(f"{path.name}.lock")
+
+
+def save_checkpoint(model: TransferNet, meta: dict[str, Any], path: Path) -> Path:
+    """Save weights plus metadata, and a JSON sidecar with the weights' SHA-256 so corruption is caught.
+
+    Both files are written under unique temporary names and renamed, the pair under an exclusive lock beside it, so
+    a reader never takes one save's weights with another's sidecar; a read-only folder sends them to the user
     cache. Returns where the checkpoint went.
     """
     path = path if is_writable(path.parent) else cache_dir("checkpoints") / path.name
-    atomic_write(path, lambda stream: torch.save({"state_dict": model.state_dict(), "meta": meta}, stream))
-    atomic_write_text(path.with_suffix(".json"), json.dumps({**meta, "sha256": sha256_of(path)}, indent=2, default=str))
+    buffer = io.BytesIO()
+    torch.save({"state_dict": model.state_dict(), "meta": meta}, buffer)
+    blob = buffer.getvalue()
+    record = json.dumps({**meta, "sha256": hashlib.sha256(blob).hexdigest()}, indent=2, default=str)
+    with file_lock(_pair_lock(path)):
+        atomic_write(path, lambda stream: stream.write(blob))
+        atomic_write_text(path.with_suffix(".json"), record)
     return path
 
 
@@ -259,25 +325,76 @@ class CheckpointMismatch(CheckpointError):
     """The checkpoint was trained with other settings or data than asked for."""
 
 
-def load_checkpoint(path: Path, expect: dict[str, Any] | None = None) -> tuple[TransferNet, dict]:
-    """Load the course model after checking its hash and metadata; never falls back silently."""
+class CheckpointForeign(CheckpointError):
+    """The file is not a checkpoint this course wrote (it holds more than tensors), so it was not loaded."""
+
+
+def _read_pair(path: Path) -> tuple[dict[str, Any], bytes]:
+    """Read a checkpoint's sidecar and weights, checking the weights' SHA-256 against the sidecar's record."""
     sidecar = path.with_suffix(".json")
-    if not path.exists() or not sidecar.exists():
-        raise CheckpointMissing(f"No course source model at {path}. Run notebook 03 (03_pretrain_source_model) "
-                                "with the same PROFILE first, or `make course`.")
     try:
-        meta = json.loads(sidecar.read_text())
+        text, blob = sidecar.read_text(), path.read_bytes()
+    except FileNotFoundError as error:
+        raise CheckpointMissing(f"No course source model at {path}. Run notebook 03 (03_pretrain_source_model) "
+                                "with the same PROFILE first, or `make course`.") from error
+    try:
+        meta = json.loads(text)
     except ValueError as error:
         raise CheckpointCorrupt(f"Checkpoint record {sidecar} is damaged ({error}). Delete it and {path.name}, then "
                                 "rerun notebook 03 (or `make course`).") from error
-    if sha256_of(path) != meta.get("sha256"):
+    if not isinstance(meta, dict) or hashlib.sha256(blob).hexdigest() != meta.get("sha256"):
         raise CheckpointCorrupt(f"Checkpoint {path} does not match the SHA-256 in {sidecar.name}: it is corrupt or "
-                              "was changed. Delete both files and rerun notebook 03.")
+                                "was changed. Delete both files and rerun notebook 03.")
+    return meta, blob
+
+
+def _read_checked_pair(path: Path) -> tuple[dict[str, Any], bytes]:
+    """Read a matching weights-and-sidecar pair, reading again under the pair's lock if a save was under way.
+
+    A mismatch or a missing half seen without the lock may be another process's save in progress; only what is
+    seen with the lock held (or, with no lock to take, after a few short waits) is reported as missing or corrupt.
+    """
+    try:
+        return _read_pair(path)
+    except (CheckpointMissing, CheckpointCorrupt):
+        if not path.exists() and not path.with_suffix(".json").exists():
+            raise  # nothing there at all: plainly missing, no save to wait for
+    with file_lock(_pair_lock(path), shared=True) as locked:
+        for _ in range(0 if locked else 3):  # no lock to wait on: give a save in progress a moment instead
+            try:
+                return _read_pair(path)
+            except (CheckpointMissing, CheckpointCorrupt):
+                time.sleep(0.25)
+        return _read_pair(path)
+
+
+def _foreign(path: Path, error: BaseException | None) -> CheckpointForeign:
+    """Describe a file that is not a course checkpoint, without PyTorch's advice to load it unsafely."""
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error or ""))
+    holds = f" (it holds a Python object, {found.group(1)}, not only tensors)" if found else ""
+    return CheckpointForeign(
+        f"{path} is not a checkpoint this course wrote{holds}, so it was not loaded: loading it could run code it "
+        "carries. Delete it and its .json sidecar and rerun notebook 03 (03_pretrain_source_model) with "
+        "FORCE_RETRAIN=True (or `make course`) to train a new one.")
+
+
+def load_checkpoint(path: Path, expect: dict[str, Any] | None = None) -> tuple[TransferNet, dict]:
+    """Load the course model after checking its hash and metadata; never falls back silently.
+
+    The weights are hashed and loaded from the same bytes, and a pair seen mid-save is read again under the save's
+    lock (see `save_checkpoint`), so a concurrent save is never reported as corruption.
+    """
+    meta, blob = _read_checked_pair(path)
     for key, value in (expect or {}).items():
         if meta.get(key) != value:
             raise CheckpointMismatch(f"Checkpoint {path} was made for {key}={meta.get(key)!r}, not {value!r}. "
                                   "Rerun notebook 03 with matching settings (or FORCE_RETRAIN=True).")
-    stored = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        stored = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
+        raise _foreign(path, error) from None  # PyTorch's own message suggests the unsafe retry: not shown
+    if not isinstance(stored, dict) or not isinstance(stored.get("state_dict"), dict):
+        raise _foreign(path, None)
     model = course_net(len(meta["classes"]), tuple(meta["widths"]))
     try:
         model.load_state_dict(stored["state_dict"])
