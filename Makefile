@@ -1,6 +1,7 @@
 # Two commands set everything up on a fresh machine (Python 3.11 and pip):
 #   make course   creates .venv if missing, then executes every notebook into outputs/notebooks/
-#   make test     creates .venv if missing, then runs ruff, the unit tests and every notebook under nbval
+#   make test     creates .venv if missing, then runs ruff, the unit tests and every notebook once (the smoke course)
+#   make test-fast  ruff and the unit tests only: no notebook, no browser, nothing slow (a contributor's loop)
 # GPU=1 (make course GPU=1, make test GPU=1) installs requirements-gpu.txt: TensorFlow's CUDA build instead of
 # tensorflow-cpu, everything else the same; PyTorch's wheel is a CUDA build either way. make test-gpu runs
 # tests/test_gpu.py (every notebook in smoke on CUDA, one step of each training loop); it skips without CUDA.
@@ -23,7 +24,7 @@ STAMP := $(VENV)/.installed
 OTHER_STAMP := $(VENV)/.installed-gpu
 endif
 
-.PHONY: setup course test test-gpu test-browser lab prefetch bench bench-data bench-torch bench-keras bench-adapt bench-distill bench-layers bench-sweep sweep sync clean-outputs
+.PHONY: setup course test test-fast test-gpu test-browser lab prefetch bench bench-data bench-torch bench-keras bench-adapt bench-distill bench-layers bench-sweep sweep sync clean-outputs
 
 setup: $(STAMP)
 
@@ -43,6 +44,10 @@ course: setup
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -m "not notebook and not browser and not slow and not gpu"
 
 test-gpu: setup
 	$(BIN)/python -m pytest -p no:cacheprovider tests/test_gpu.py

@@ -20,9 +20,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from helpers.course import NOTEBOOKS_DIR
 from helpers.models import load_checkpoint
 from helpers.reporting import write_benchmark
+from helpers.runner import NOTEBOOKS_DIR
 from helpers.sweep import read_metrics, run_one, run_sweep
 
 from .common import data_name, drop_stale_runs, runs_root, spread, use_offline_jpeg_copy

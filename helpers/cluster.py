@@ -1,6 +1,6 @@
 """Run a sweep's notebooks on Dask: several at once on this machine, or on an existing cluster.
 
-A run stays what it is in the sequential sweep (`sweep.run_one`: its own folder, a request record, an atomic
+A run stays what it is in the sequential sweep (`runs.run_one`: its own folder, a request record, an atomic
 `metrics.json`, failures recorded, never raised); Dask only decides where and when each one runs. A worker that
 dies loses only the run it held: that run is reported as failed, and the next `helpers.sweep` redoes it.
 """
@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
+
+from .runs import finished, run_one, run_request
 
 GPU_RESOURCE = "GPU"  # a worker started with `--resources GPU=1` runs one notebook at a time per GPU
 CONNECT_SECONDS = 10.0  # the most a wrong --scheduler address may take to be named
@@ -75,8 +77,6 @@ def run_on_worker(notebook: Path, params: dict[str, Any], folder: Path, threads:
     """
     from dask.distributed import get_worker
 
-    from .sweep import run_one
-
     threads = threads or get_worker().nthreads
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[name] = str(threads)
@@ -134,8 +134,6 @@ def run_on_dask(notebook: Path, combinations: list[dict[str, Any]], folders: lis
     run it was executing with it.
     """
     from dask.distributed import as_completed
-
-    from .sweep import finished, run_request
 
     if client.dashboard_link:
         print(f"Dask dashboard: {client.dashboard_link}", flush=True)

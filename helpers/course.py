@@ -8,7 +8,6 @@ outputs/runs/comparison/, reusing runs that exist, so notebook 06 always has str
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import json
 import os
@@ -17,13 +16,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .paths import PROFILE_ENV, PROJECT_ROOT, absolute_path_variables, outputs_root
+from .paths import PROFILE_ENV, absolute_path_variables, outputs_root
 from .profiles import VALID_PROFILES, choose_profile
 from .reporting import save_json, write_benchmark
-from .runtime import native_stderr_silenced
-
-NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
-
+from .runner import NOTEBOOKS_DIR, execute
+from .runs import run_name, run_one
 
 SOURCE_MODEL_NOTEBOOK = "03_pretrain_source_model"
 EVALUATION_NOTEBOOK = "06_evaluation"
@@ -65,19 +62,6 @@ def course_data_identity() -> dict[str, Any]:
     return {"dataset": "unknown"}
 
 
-def execute(notebook: Path, output: Path, parameters: dict[str, object], quiet: bool = False) -> None:
-    """Execute one notebook with papermill, in the notebooks folder, logging its output as it runs.
-
-    `quiet` (a notebook run from inside another notebook) logs nothing and sends the second kernel's own
-    stderr (its start-up warnings) to /dev/null, so the calling cell stays clean; errors still raise.
-    """
-    import papermill
-
-    with native_stderr_silenced() if quiet else contextlib.nullcontext():
-        papermill.execute_notebook(str(notebook), str(output), parameters=parameters, cwd=str(NOTEBOOKS_DIR),
-                                   kernel_name="python3", log_output=not quiet, progress_bar=False)
-
-
 def comparison_runs(profile: str) -> list[tuple[str, dict[str, Any]]]:
     """List the comparison's runs as (notebook, parameters), PyTorch first, all on the course model."""
     plan = COMPARISON[profile]
@@ -95,8 +79,6 @@ def comparison_runs(profile: str) -> list[tuple[str, dict[str, Any]]]:
 
 def run_comparison(profile: str) -> list[dict[str, Any]]:
     """Run (or reuse) the comparison's runs into outputs/runs/comparison/; a failed run is reported, not raised."""
-    from .sweep import run_name, run_one
-
     root = outputs_root() / "runs" / "comparison"
     planned = comparison_runs(profile)
     results = []

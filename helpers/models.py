@@ -152,8 +152,8 @@ def _pair_exists(path: Path) -> bool:
 
 def _train_course_checkpoint(profile: str, dataset: str) -> None:
     """Run notebook 03, which trains the course's source model and saves its checkpoint."""
-    from .course import NOTEBOOKS_DIR, execute
     from .paths import outputs_root
+    from .runner import NOTEBOOKS_DIR, execute
 
     print(f"No course source model for profile {profile!r} yet: running notebook 03 to train it "
           "(minutes on a CPU in the cpu profile) ...", flush=True)

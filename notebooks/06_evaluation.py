@@ -38,9 +38,10 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from helpers import course, data, exercises, metrics, parameters, paths, plots, profiles, reporting, runtime, splits
+from helpers import data, exercises, metrics, parameters, paths, plots, profiles, reporting, runtime, splits
 from helpers.reporting import markdown_table
-from helpers.sweep import run_one
+from helpers.runner import NOTEBOOKS_DIR
+from helpers.runs import run_one
 
 parameters.check_parameters(globals())  # unknown names, wrong types, out-of-range values: refused here
 
@@ -84,7 +85,7 @@ runs = find_runs(search_root)
 if not runs:
     print("No fine-tuning runs found: running a quick smoke-sized linear probe (notebook 05) so this notebook has "
           "something to evaluate. Run notebooks 04 and 05, or a sweep, for real results.")
-    outcome = run_one(course.NOTEBOOKS_DIR / "05_pytorch_finetuning.ipynb",
+    outcome = run_one(NOTEBOOKS_DIR / "05_pytorch_finetuning.ipynb",
                       {"PROFILE": "smoke", "STRATEGY": "linear_probe"}, run_folder / "fallback_run")
     print(outcome["status"])
     runs = find_runs(run_folder / "fallback_run")

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-# Set before any notebook kernel starts, so nbval runs the smoke profile offline.
+# Set before any notebook kernel starts, so the course run in tests/test_course.py is the smoke profile, offline.
 os.environ["WORKBOOK_OFFLINE"] = "1"
 os.environ.setdefault("WORKBOOK_PROFILE", "smoke")
 os.environ.setdefault("MPLBACKEND", "Agg")

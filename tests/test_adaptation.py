@@ -177,6 +177,7 @@ def test_adaptation_refuses_target_labels_and_warns_on_single_images(images):
         ad.adabn(model, images, batch_size=1)
 
 
+@pytest.mark.slow
 def test_adabn_repairs_a_contrast_shift_on_synthetic_data():
     synthetic = data.make_synthetic(300, 60, seed=0)
     source, _ = splits.source_target_split(synthetic)

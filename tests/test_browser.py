@@ -27,10 +27,10 @@ NOTEBOOK = "00_setup_and_data.ipynb"
 CHROMIUM = os.environ.get("WORKBOOK_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 RUN_SECONDS = 600  # the smoke profile runs notebook 00 in well under a minute; a cold data cache takes longer
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.browser, pytest.mark.notebook, pytest.mark.skipif(
     CHROMIUM is None,
     reason="browser test skipped: no Chromium found. Install Debian's (apt-get install -y chromium) or point "
-           "WORKBOOK_CHROMIUM at a Chromium binary, then run `make test-browser`.")
+           "WORKBOOK_CHROMIUM at a Chromium binary, then run `make test-browser`.")]
 
 
 def free_port() -> int:

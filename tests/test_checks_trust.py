@@ -20,7 +20,7 @@ import pytest
 import torch
 from test_exercises import exercise_cells, solution
 
-from helpers import course, exercises, models
+from helpers import exercises, models, runner
 
 PROJECT = Path(__file__).resolve().parent.parent
 CORRUPTIONS = ("nan", "inf", "shape", "string", "none", "list")
@@ -231,7 +231,7 @@ def test_a_checkpoint_is_hashed_and_loaded_from_the_same_bytes(tmp_path, monkeyp
 TRAIN_ONCE = """
 import sys, time
 from pathlib import Path
-from helpers import course, models
+from helpers import models, runner
 log = Path(sys.argv[1])
 
 def fake_notebook_03(notebook, executed, params, quiet=False):
@@ -241,7 +241,7 @@ def fake_notebook_03(notebook, executed, params, quiet=False):
     models.save_checkpoint(models.course_net(widths=(4, 8, 8, 16)), {"classes": list("abcde"),
         "widths": [4, 8, 8, 16], "source_test_acc": 0.5, "data": {}}, models.checkpoint_path(params["PROFILE"]))
 
-course.execute = fake_notebook_03
+runner.execute = fake_notebook_03
 path = models.ensure_course_checkpoint("smoke")
 models.load_checkpoint(path)
 print("ok")
@@ -266,7 +266,7 @@ def test_two_threads_ensuring_the_course_checkpoint_train_it_once(data_root, tmp
         models.save_checkpoint(models.course_net(widths=SMALL), META, models.checkpoint_path(params["PROFILE"]))
 
     monkeypatch.setenv("WORKBOOK_OUTPUTS", str(tmp_path / "outputs"))
-    monkeypatch.setattr(course, "execute", fake_notebook_03)
+    monkeypatch.setattr(runner, "execute", fake_notebook_03)
     paths = []
     threads = [threading.Thread(target=lambda: paths.append(models.ensure_course_checkpoint("smoke")))
                for _ in range(2)]

@@ -26,6 +26,7 @@ def _records(root: Path) -> dict[str, dict]:
             if (record := sweep.read_metrics({"folder": str(folder)})) is not None}
 
 
+@pytest.mark.notebook
 def test_two_workers_produce_the_records_the_sequential_sweep_does(tmp_path, capsys):
     parallel = sweep.run_sweep("05_pytorch_finetuning", GRID, tmp_path / "dask", workers=2)
     assert "Dask dashboard: http" in capsys.readouterr().out
@@ -41,6 +42,7 @@ def test_two_workers_produce_the_records_the_sequential_sweep_does(tmp_path, cap
     assert [r["status"] for r in rerun] == ["done earlier"] * 4
 
 
+@pytest.mark.notebook
 def test_a_killed_worker_loses_only_its_run_which_a_rerun_redoes(tmp_path):
     combinations = sweep.expand_grid(GRID)
     folders = [tmp_path / sweep.run_name(p) for p in combinations]

@@ -1,8 +1,14 @@
-"""`make course` as a learner runs it (smoke profile): every step ran, outputs are short and leak nothing."""
+"""`make course` as a learner runs it (smoke profile): every notebook runs top to bottom, outputs are short and leak
+nothing.
+
+This is where `make test` executes the notebooks, once each: one item per notebook, and a failed one shows the cell
+that raised and its traceback (what nbval reported, without running every notebook a second time).
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +19,9 @@ from helpers import course, reporting
 
 LINE_BUDGET = 40  # lines of output one cell may show
 SENTINEL = "sentinel-8c1f4e2a9b7d"  # an environment value no output may contain
+LESSONS = [notebook.name for notebook in course.course_notebooks()]
+
+pytestmark = pytest.mark.notebook
 
 
 def output_text(output: dict) -> str:
@@ -31,9 +40,30 @@ def course_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("WORKBOOK_OUTPUTS", str(outputs))
         patch.setenv("WORKBOOK_TEST_SECRET", SENTINEL)
-        status = course.main(["--profile", "smoke"])
-    assert status == 0, (outputs / "notebooks" / "course_summary.json").read_text()
+        course.main(["--profile", "smoke"])  # each notebook's outcome is its own test below
     return outputs
+
+
+def failed_cell(executed: Path) -> str:
+    """Describe the cell that raised in an executed notebook: its number, its first lines and the traceback's end."""
+    if not executed.exists():
+        return f"{executed.name} was not written: the kernel did not start or died"
+    for number, cell in enumerate(json.loads(executed.read_text())["cells"]):
+        for output in cell.get("outputs", []):
+            if output["output_type"] == "error":
+                source = "\n".join(("".join(cell["source"])).splitlines()[:6])
+                traceback = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(output["traceback"]))
+                return (f"cell {number} raised {output['ename']}: {output['evalue']}\n--- cell source (start)\n{source}"
+                        f"\n--- traceback (end)\n" + "\n".join(traceback.splitlines()[-15:]))
+    return "no cell holds an error output; see the course summary"
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_notebook_runs_top_to_bottom(course_run: Path, lesson: str):
+    summary = json.loads((course_run / "notebooks" / "course_summary.json").read_text())
+    [result] = [result for result in summary["results"] if result["notebook"] == lesson]
+    if result["status"] != "ok":
+        pytest.fail(f"{lesson}: {result['status']}\n{failed_cell(Path(result['output']))}", pytrace=False)
 
 
 def executed_notebooks(outputs: Path) -> list[Path]:

@@ -120,6 +120,7 @@ def test_self_training_never_reads_the_pool_labels():
 
 # ------------------------------------------------------------------------------------------- the student loop
 
+@pytest.mark.slow
 def test_distillation_beats_the_label_only_student_on_synthetic_data():
     """A teacher trained on every label; students with 5 labels per class, alone or with the teacher's pool."""
     task = _tiny_task()

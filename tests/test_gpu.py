@@ -24,12 +24,13 @@ from tqdm.auto import tqdm
 from helpers import adaptation as ad
 from helpers import distill, models, runtime, torch_data, torch_train
 from helpers import transferability as tr
-from helpers.course import course_notebooks, execute
+from helpers.course import course_notebooks
 from helpers.paths import OUTPUTS_ENV
+from helpers.runner import execute
 
 GPU = "cuda"
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason=(
-    "no CUDA GPU here: `make test-gpu` needs one (on the CPU, tests/test_runtime.py simulates CUDA and MPS)"))
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason=(
+    "no CUDA GPU here: `make test-gpu` needs one (on the CPU, tests/test_runtime.py simulates CUDA and MPS)"))]
 WIDTHS = (8, 8, 16, 16)  # a small course network: one step in milliseconds
 
 

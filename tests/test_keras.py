@@ -138,12 +138,13 @@ def test_failed_weight_download_says_how_to_retry_or_go_offline(monkeypatch):
                                   np.zeros(2), 10)
 
 
+@pytest.mark.notebook
 def test_notebook_runs_on_the_torch_backend(tmp_path, data_root):
     import json
 
     import papermill
 
-    from helpers.course import NOTEBOOKS_DIR
+    from helpers.runner import NOTEBOOKS_DIR
 
     papermill.execute_notebook(str(NOTEBOOKS_DIR / "04_keras_finetuning.ipynb"), str(tmp_path / "out.ipynb"),
                                parameters={"PROFILE": "smoke", "DATASET": "synthetic", "KERAS_BACKEND": "torch",

@@ -5,7 +5,9 @@ from __future__ import annotations
 import papermill
 import pytest
 
-from helpers.course import NOTEBOOKS_DIR
+from helpers.runner import NOTEBOOKS_DIR
+
+pytestmark = pytest.mark.notebook
 
 
 @pytest.mark.parametrize("notebook, parameters, message", [

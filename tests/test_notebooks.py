@@ -8,7 +8,8 @@ from pathlib import Path
 import jupytext
 import pytest
 
-from helpers.course import NOTEBOOKS_DIR, course_notebooks
+from helpers.course import course_notebooks
+from helpers.runner import NOTEBOOKS_DIR
 
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
 

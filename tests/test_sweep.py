@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from helpers import sweep
-from helpers.course import NOTEBOOKS_DIR
+from helpers.runner import NOTEBOOKS_DIR
 
 NOTEBOOK = NOTEBOOKS_DIR / "05_pytorch_finetuning.ipynb"
 
@@ -44,6 +44,7 @@ def test_yaml_needs_a_notebook(tmp_path):
         sweep.load_grid(tmp_path / "grid.yaml")
 
 
+@pytest.mark.notebook
 def test_two_run_smoke_sweep_writes_a_checked_summary(tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBOOK_OUTPUTS", str(tmp_path / "outputs"))
     grid_file = tmp_path / "grid.yaml"

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import models, parameters, paths, reporting, sweep, torch_train
-from helpers.course import NOTEBOOKS_DIR
+from helpers import models, parameters, paths, reporting, runs, sweep, torch_train
+from helpers.runner import NOTEBOOKS_DIR
 
 PROJECT = Path(__file__).resolve().parent.parent
 NOTEBOOK = NOTEBOOKS_DIR / "05_pytorch_finetuning.ipynb"
@@ -58,7 +58,7 @@ def _fake_runs(monkeypatch: pytest.MonkeyPatch, weights: dict) -> list:
         reporting.save_json(Path(params["OUTPUT_DIR"]) / "metrics.json",
                             {"config": {"profile": "smoke"}, "metrics": {"test_acc": 0.5}, "weights": weights()})
 
-    monkeypatch.setattr(sweep, "execute", fake_execute)
+    monkeypatch.setattr(runs, "execute", fake_execute)
     monkeypatch.setenv("WORKBOOK_PROFILE", "smoke")
     return calls
 
@@ -92,7 +92,7 @@ def test_a_run_of_a_since_retrained_source_model_is_run_again(tmp_path, data_roo
 def test_a_run_that_trained_the_source_model_itself_is_reused(tmp_path, data_root, monkeypatch):
     calls = _fake_runs(monkeypatch, lambda: {"weights": "course", "sha256": "c" * 64})
     folder, params = tmp_path / "run", {"PROFILE": "smoke", "SEED": 0}
-    monkeypatch.setattr(sweep, "execute", lambda *args, _run=sweep.execute: (_save_source_model(data_root, "c" * 64),
+    monkeypatch.setattr(runs, "execute", lambda *args, _run=runs.execute: (_save_source_model(data_root, "c" * 64),
                                                                               _run(*args)))
     assert sweep.run_one(NOTEBOOK, params, folder)["status"] == "ok"  # no checkpoint before: the run made it
     assert sweep.run_one(NOTEBOOK, params, folder)["status"] == "done earlier"
@@ -129,7 +129,7 @@ def test_an_empty_metrics_record_is_not_a_finished_run(tmp_path, monkeypatch):
         calls.append(params)
         (Path(params["OUTPUT_DIR"]) / "metrics.json").write_text("{}")
 
-    monkeypatch.setattr(sweep, "execute", writes_nothing_useful)
+    monkeypatch.setattr(runs, "execute", writes_nothing_useful)
     monkeypatch.setenv("WORKBOOK_PROFILE", "smoke")
     folder, params = tmp_path / "run", {"PROFILE": "smoke", "SEED": 0}
     assert sweep.run_one(NOTEBOOK, params, folder)["status"].startswith("failed")

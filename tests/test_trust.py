@@ -19,8 +19,8 @@ import pytest
 from conftest import write_image_folder
 from PIL import Image
 
-from helpers import data, models, parameters, paths, profiles, reporting, sweep, torch_train
-from helpers.course import NOTEBOOKS_DIR
+from helpers import data, models, parameters, paths, profiles, reporting, runs, sweep, torch_train
+from helpers.runner import NOTEBOOKS_DIR
 
 PROJECT = Path(__file__).resolve().parent.parent
 CIFAR_NAMES = data.CIFAR10_CLASSES
@@ -116,7 +116,7 @@ def test_sweeps_reuse_a_run_only_for_the_same_profile_and_data(tmp_path, monkeyp
         reporting.save_json(Path(params["OUTPUT_DIR"]) / "metrics.json", {"config": {"profile": "smoke"},
                                                                           "metrics": {"test_acc": 0.5}})
 
-    monkeypatch.setattr(sweep, "execute", fake_execute)
+    monkeypatch.setattr(runs, "execute", fake_execute)
     folder, params = tmp_path / "run", {"PROFILE": "auto", "SEED": 0}
     monkeypatch.setenv("WORKBOOK_PROFILE", "smoke")
     assert sweep.run_one(NOTEBOOKS_DIR / "05_pytorch_finetuning.ipynb", params, folder)["status"] == "ok"
@@ -172,6 +172,7 @@ def test_a_bad_profile_is_refused_even_when_the_environment_forces_one(monkeypat
         profiles.choose_profile("turbo")
 
 
+@pytest.mark.notebook
 def test_papermill_refuses_a_misspelled_parameter(tmp_path):
     import papermill
 
