@@ -16,8 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
+from .progress import progress_bar
 from .runs import finished, run_one, run_request
 
 GPU_RESOURCE = "GPU"  # a worker started with `--resources GPU=1` runs one notebook at a time per GPU
@@ -153,7 +152,7 @@ def run_on_dask(notebook: Path, combinations: list[dict[str, Any]], folders: lis
         submit_next()
     results: list[dict[str, Any] | None] = [None] * len(combinations)
     failed = 0
-    with tqdm(total=len(combinations), desc="sweep", unit=" run") as bar:
+    with progress_bar(total=len(combinations), desc="sweep", unit=" run") as bar:
         for future in running:
             number = numbers[future]
             try:

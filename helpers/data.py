@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
-from tqdm.auto import tqdm
 
 from .paths import (
     CACHE_ENV,
@@ -35,6 +34,7 @@ from .paths import (
     env_path,
     is_offline,
 )
+from .progress import progress_bar
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_SHA256 = "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"
@@ -491,8 +491,9 @@ def _folder_files(root: Path) -> tuple[list[tuple[str, str, str, Callable[[], by
 def _archive_files(archive: Path) -> tuple[list[tuple[str, str, str, bytes]], set[tuple[str, str]]]:
     """Read (split, class, name, bytes) for every image in an ImageFolder tar, plus every class folder seen."""
     files, class_dirs, roots, read = [], set(), set(), 0
-    for member, tar, info in tqdm(iter_archive(archive, OWN_COPY), desc=f"reading {archive.name}", unit=" files",
-                                  mininterval=1.0, leave=False):
+    members = iter_archive(archive, OWN_COPY)
+    for member, tar, info in progress_bar(members, desc=f"reading {archive.name}", unit=" files", mininterval=1.0,
+                                          leave=False):
         parts = member.parts
         if "__MACOSX" in parts or parts[-1].startswith("._"):
             continue
@@ -593,7 +594,7 @@ def read_image_folder(source: Path, image_size: int | None = None) -> ImageData:
     index = {name: label for label, name in enumerate(class_names)}
     images, labels, names = {"train": [], "test": []}, {"train": [], "test": []}, {"train": [], "test": []}
     decoded = 0
-    for split, name, path, blob in tqdm(files, desc="decoding images", unit=" img", mininterval=1.0):
+    for split, name, path, blob in progress_bar(files, desc="decoding images", unit=" img", mininterval=1.0):
         image, cost = _decode_image(blob if isinstance(blob, bytes) else blob(), path, image_size,
                                     MAX_DECODED_BYTES - decoded)
         decoded += cost

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from . import models, runtime, torch_data, torch_train
 from .paths import cache_dir, cached_files
+from .progress import progress_bar
 
 STUDENT_WIDTHS = (8, 16, 32, 96)  # the course network's shape at a fraction of its width: over 5x fewer parameters
 METHODS = ("all", "distillation", "self_training")
@@ -99,7 +99,7 @@ def train(model: nn.Module, images: np.ndarray, batch_loss: Callable[[torch.Tens
     scaler = runtime.grad_scaler(device)
     batches = torch_data.endless_batches(images, np.arange(len(images)), batch_size, seed, strong)  # labels: rows
     model.train()
-    for _ in tqdm(range(steps), desc=desc, unit="step"):
+    for _ in progress_bar(range(steps), desc=desc, unit="step"):
         x, index = next(batches)
         with runtime.autocast(device):
             logits = model(x.to(device, memory_format=torch.channels_last, non_blocking=True))

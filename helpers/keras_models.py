@@ -16,7 +16,7 @@ import numpy as np
 from .data import sha256_of
 from .models import COURSE_NET_WIDTHS, checkpoint_path, ensure_course_checkpoint, load_checkpoint
 from .paths import OFFLINE_ENV, PREFETCH_COMMAND, atomic_save, atomic_write_text, cache_dir, cached_files, is_offline
-from .weights import keras_application, weight_file
+from .weights import keras_application, unavailable_notice, weight_file
 
 VALID_BACKENDS = ("tensorflow", "torch")
 KERAS_MODELS = ("mobilenet_v2", "efficientnetb0", "vgg16")
@@ -201,12 +201,10 @@ def source_base(weights: str, model: str, profile: str, image_size: int,
         try:
             base = application_base(model, image_size, pretrained=True)
             return base, None, {"weights": "imagenet", "model": model, "file": weight_file("keras", model).filename}
-        except (FileNotFoundError, OSError) as error:
+        except (FileNotFoundError, OSError):
             if weights == "imagenet":
                 raise
-            print(f"\n{'!' * 90}\n!! ImageNet weights for Keras {model} are unavailable: {error}\n"
-                  f"!! Falling back to the course's own source model (WEIGHTS='course'). Run `{PREFETCH_COMMAND}` "
-                  f"with a network to use ImageNet weights.\n{'!' * 90}\n")
+            unavailable_notice(f"Keras {model} falls back to the course's own source model (WEIGHTS='course')")
     base, head, info = course_base(profile, dataset)
     return base, head, info
 

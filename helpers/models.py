@@ -37,6 +37,7 @@ from .paths import (
     is_offline,
     is_writable,
 )
+from .weights import unavailable_notice
 
 VALID_WEIGHTS = ("imagenet", "course", "none", "auto")
 TORCHVISION_MODELS = ("resnet18", "resnet34", "resnet50", "mobilenet_v3_small", "efficientnet_b0")
@@ -181,12 +182,10 @@ def source_model(weights: str, model: str, profile: str, dataset: str = "auto") 
         try:
             net = torchvision_net(model, pretrained=True)
             return net, {"weights": "imagenet", "model": model, "file": _weights_url(model).rsplit("/", 1)[-1]}
-        except (FileNotFoundError, OSError, RuntimeError) as error:
+        except (FileNotFoundError, OSError, RuntimeError):
             if weights == "imagenet":
                 raise
-            print(f"\n{'!' * 90}\n!! ImageNet weights for {model} are unavailable: {error}\n"
-                  f"!! Falling back to the course's own source model (WEIGHTS='course'). Run `{PREFETCH_COMMAND}` "
-                  f"with a network to use ImageNet weights.\n{'!' * 90}\n")
+            unavailable_notice(f"{model} falls back to the course's own source model (WEIGHTS='course')")
     path = ensure_course_checkpoint(profile, dataset)
     net, meta = load_checkpoint(path)
     return net, {"weights": "course", "model": "course_net", "checkpoint": str(path),

@@ -17,10 +17,10 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from . import runtime
 from .paths import atomic_write, cache_dir, cached_files
+from .progress import progress_bar
 
 
 def to_device(model: nn.Module, device: torch.device) -> nn.Module:
@@ -66,7 +66,7 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
     frozen = list(frozen)
     validate_every = max(1, num_epochs // validations)
     history, scaler = [], runtime.grad_scaler(device)
-    bar = tqdm(range(1, num_epochs + 1), desc=desc, unit="epoch")
+    bar = progress_bar(range(1, num_epochs + 1), desc=desc, unit="epoch")
     for epoch in bar:
         start = time.perf_counter()
         set_train_mode(model, frozen)
@@ -99,7 +99,8 @@ def extract_features(features: nn.Module, loader: DataLoader, device: torch.devi
     features.eval()
     rows = []
     with torch.no_grad(), runtime.autocast(device):
-        for images, _ in tqdm(loader, desc="extracting features", unit="batch", leave=False, disable=not progress):
+        for images, _ in progress_bar(loader, desc="extracting features", unit="batch", leave=False,
+                                      disable=not progress):
             rows.append(features(images.to(device, memory_format=torch.channels_last)).float().cpu())
     return torch.cat(rows).flatten(1).numpy()
 

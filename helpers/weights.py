@@ -12,6 +12,24 @@ from typing import Any
 from .paths import OFFLINE_ENV, PREFETCH_COMMAND, is_offline
 from .runtime import import_tensorflow
 
+_NOTICE_SHOWN: list[bool] = []  # one kernel runs one notebook: the full notice once, a short line after
+
+
+def unavailable_notice(what: str) -> None:
+    """Say that ImageNet weights are unavailable and what runs instead: in full once per notebook, then in a line.
+
+    `what` finishes the sentence, e.g. "resnet18 falls back to the course's own source model (WEIGHTS='course')".
+    Offline, nothing was downloaded; online, the framework's own download attempt failed.
+    """
+    if _NOTICE_SHOWN:
+        print(f"ImageNet weights unavailable (see above): {what}.")
+        return
+    _NOTICE_SHOWN.append(True)
+    why = (f"{OFFLINE_ENV}=1 and they are not pre-fetched" if is_offline()
+           else "not pre-fetched, and the download did not succeed")
+    print(f"Note: ImageNet weights are unavailable here ({why}): {what}.\n"
+          f"To use them, run `{PREFETCH_COMMAND}` once on a machine with a network (an offline lab copies its data/).")
+
 
 @dataclass(frozen=True)
 class WeightFile:

@@ -65,6 +65,7 @@ from helpers import (
     paths,
     plots,
     profiles,
+    progress,
     reporting,
     runtime,
     splits,
@@ -180,7 +181,7 @@ def compile_and_fit(model: keras.Model, lr: float, epochs: int, phase: str) -> k
                                                       warmup_steps=int(0.2 * total))
     model.compile(optimizer=keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, weight_decay=5e-4),
                   loss=loss, metrics=["categorical_accuracy"])
-    callbacks = [TqdmCallback(epochs=epochs, verbose=0, desc=phase),
+    callbacks = [TqdmCallback(epochs=epochs, verbose=0, desc=phase, tqdm_class=progress.bar_class()),
                  keras.callbacks.CSVLogger(str(run_folder / f"history_{phase}.csv"))]
     if val_ds is not None:
         callbacks += [keras.callbacks.EarlyStopping("val_categorical_accuracy", patience=max(5, epochs // 3),
@@ -387,11 +388,12 @@ if VGG16_BASELINE and vgg16_available:
         print(f"VGG16 frozen baseline, bugs fixed, full data, 10 epochs: held-out {vgg16['val_acc']:.4f}, test "
               f"{vgg16['test_acc']:.4f} (the blog's claim: 0.771); this run ({STRATEGY}): {test_acc:.4f} on "
               f"task '{task}'")
-    except (OSError, RuntimeError) as error:  # the weights could not be downloaded
-        print(f"VGG16 baseline skipped: {error}")
+    except (OSError, RuntimeError):  # the weights could not be downloaded
+        weights.unavailable_notice("the VGG16 baseline row is skipped")
+elif VGG16_BASELINE:
+    weights.unavailable_notice("the VGG16 baseline row is skipped")  # offline and not pre-fetched: no download tried
 else:
-    print("VGG16 baseline skipped: " + ("VGG16_BASELINE is off." if not VGG16_BASELINE else
-          "its ImageNet weights are not cached and the course is offline (`make prefetch` stages them)."))
+    print("VGG16 baseline skipped: VGG16_BASELINE is off.")
 
 # %% [markdown]
 # ## Record the run

@@ -56,7 +56,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from helpers import (
     data,
@@ -72,6 +71,7 @@ from helpers import (
     torch_train,
 )
 from helpers import transfer_math as tm
+from helpers.progress import progress_bar  # tqdm that a saved notebook shows finished
 
 parameters.check_parameters(globals(), choices={  # unknown names, wrong types, out-of-range values: refused here
     "STRATEGY": ("scratch", "linear_probe", "finetune_top", "finetune_full", "lp_ft", "discriminative", "l2sp"),
@@ -286,7 +286,7 @@ def train(model: nn.Module, train_loader, val_loader, optimizer: torch.optim.Opt
     """Train for num_epochs, stepping the scheduler per batch; return one history row per epoch."""
     validate_every, history = max(1, num_epochs // 15), []
     scaler = runtime.grad_scaler(device)  # active only in float16, on a GPU without bfloat16
-    for epoch in tqdm(range(1, num_epochs + 1), desc=desc, unit="epoch"):
+    for epoch in progress_bar(range(1, num_epochs + 1), desc=desc, unit="epoch"):
         start = time.perf_counter()
         torch_train.set_train_mode(model, frozen)  # model.train(), then frozen modules back to eval()
         total_loss, correct, seen = 0.0, 0, 0

@@ -49,7 +49,6 @@ import numpy as np
 import torch
 from scipy import stats
 from torch import nn
-from tqdm.auto import tqdm
 
 from helpers import adaptation as ad
 from helpers import (
@@ -67,6 +66,7 @@ from helpers import (
     torch_train,
 )
 from helpers import transfer_math as tm
+from helpers.progress import progress_bar  # tqdm that a saved notebook shows finished
 
 parameters.check_parameters(globals(), choices={  # unknown names, wrong types, out-of-range values: refused here
     "CORRUPTION": ad.CORRUPTIONS, "SEVERITY": ad.SEVERITIES, "METHOD": ("all", *ad.METHODS)})
@@ -148,7 +148,7 @@ plt.show()
 # %%
 severities = sorted(set(config["severities"]) | {SEVERITY})
 drop_table = np.zeros((len(ad.CORRUPTIONS), len(severities)))
-for i, name in enumerate(tqdm(ad.CORRUPTIONS, desc="accuracy per corruption and severity")):
+for i, name in enumerate(progress_bar(ad.CORRUPTIONS, desc="accuracy per corruption and severity")):
     for j, severity in enumerate(severities):
         drop_table[i, j] = accuracy(model, ad.corrupt(x_clean, name, severity, seed=SEED))
 fig, ax = plt.subplots(figsize=(6, 4))
@@ -243,7 +243,7 @@ def train_dann(net: nn.Module, steps: int, lr: float = 0.001, batch_size: int = 
     source_batches = batches(x_source, y_source, batch_size, SEED)
     target_batches = batches(x_pool_target, no_labels, batch_size, SEED + 1)
     net.train()
-    for step in tqdm(range(steps), desc="DANN"):
+    for step in progress_bar(range(steps), desc="DANN"):
         (xs, ys), (xt, _) = next(source_batches), next(target_batches)
         xs, ys, xt = xs.to(device), ys.to(device), xt.to(device)
         domain = torch.cat([torch.zeros(len(xs)), torch.ones(len(xt))]).to(device)
@@ -294,7 +294,7 @@ def train_self_training(net: nn.Module, labeller: nn.Module, steps: int, keep_fr
     scaler = runtime.grad_scaler(device)
     mixed_batches = batches(mixed_x, mixed_y, batch_size, SEED)
     net.train()
-    for _ in tqdm(range(steps), desc="self-training"):
+    for _ in progress_bar(range(steps), desc="self-training"):
         x, y = (tensor.to(device) for tensor in next(mixed_batches))
         with runtime.autocast(device):
             loss = nn.functional.cross_entropy(net(x), y)
@@ -341,7 +341,7 @@ if "self_training" in notes:
 
 # %%
 all_corruptions = {}
-for name in tqdm(ad.CORRUPTIONS, desc="AdaBN and TENT per corruption"):
+for name in progress_bar(ad.CORRUPTIONS, desc="AdaBN and TENT per corruption"):
     shifted = ad.corrupt(x_clean, name, SEVERITY, seed=SEED)
     _, tent_probs = ad.tent(model, shifted, BATCH_SIZE, steps=TENT_STEPS, seed=SEED)
     all_corruptions[name] = {"none": accuracy(model, shifted),

@@ -285,7 +285,7 @@ if METHOD in ("all", "distillation"):
 
     keras = keras_models.import_keras("tensorflow")  # after torch, through the helper that orders the imports
     tf = runtime.import_tensorflow()
-    from tqdm.auto import tqdm
+    from helpers.progress import progress_bar
 
     class Distiller(keras.Model):
         """A student trained on a teacher's softened logits and on the labels it has (Hinton et al., 2015)."""
@@ -330,8 +330,8 @@ if METHOD in ("all", "distillation"):
     distiller.compile(optimizer=keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, weight_decay=5e-4))
     batches = tf_data.make_tf_dataset(x_student, np.arange(len(x_student)), train=True, batch_size=128, seed=SEED)
     start = time.perf_counter()
-    for (images, rows), _ in zip(batches.repeat(), tqdm(range(keras_steps), desc="Keras distiller", unit="step"),
-                                 strict=False):
+    steps = progress_bar(range(keras_steps), desc="Keras distiller", unit="step")
+    for (images, rows), _ in zip(batches.repeat(), steps, strict=False):
         distiller.train_on_batch(images, rows)  # runs train_step above
     test_batches = tf_data.make_tf_dataset(target.x_test, target.y_test, train=False, batch_size=256)
     keras_logits = keras_student.predict(test_batches, verbose=0)

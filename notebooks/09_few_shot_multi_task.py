@@ -53,7 +53,6 @@ import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
 from torch import nn
-from tqdm.auto import tqdm
 
 from helpers import (
     data,
@@ -69,6 +68,7 @@ from helpers import (
     torch_train,
 )
 from helpers import transferability as tr
+from helpers.progress import progress_bar  # tqdm that a saved notebook shows finished
 
 parameters.check_parameters(globals(), choices={"PART": tr.PARTS})  # names, types and ranges: checked here
 
@@ -142,7 +142,7 @@ if PART in ("all", "few_shot"):
     rng = np.random.default_rng(SEED)
     episode_acc = {(k, m): [] for k in SHOTS for m in few_shot_methods}
     for k in SHOTS:
-        for _ in tqdm(range(config["episodes"]), desc=f"{N_WAY}-way {k}-shot episodes"):
+        for _ in progress_bar(range(config["episodes"]), desc=f"{N_WAY}-way {k}-shot episodes"):
             support, query, _ = tr.sample_episode(target.y_test, N_WAY, k, QUERY, rng)
             for name, predict in few_shot_methods.items():
                 predicted = predict(features[support], target.y_test[support], features[query])
@@ -218,7 +218,7 @@ def train_two_heads(net: TwoHeads, batches, steps: int, weight: float, desc: str
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.2)
     scaler = runtime.grad_scaler(device)  # active only in float16, on a GPU without bfloat16
     net.train()
-    for _ in tqdm(range(steps), desc=desc):
+    for _ in progress_bar(range(steps), desc=desc):
         images, labels, task = (tensor.to(device) for tensor in next(batches))
         with runtime.autocast(device):  # bfloat16 on a GPU, float32 elsewhere
             loss = multi_task_loss(*net(images), labels, task, weight)
@@ -346,7 +346,7 @@ def train_on_b(net: models.TransferNet, frozen: list[nn.Module], batches, steps:
     optimizer = torch.optim.SGD(trainable, lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.2)
     scaler = runtime.grad_scaler(device)
-    for _ in tqdm(range(steps), desc=desc, disable=desc is None):  # the layer experiment has one bar for all
+    for _ in progress_bar(range(steps), desc=desc, disable=desc is None):  # the layer experiment has one bar for all
         torch_train.set_train_mode(net, frozen)
         images, labels = (tensor.to(device) for tensor in next(batches))
         with runtime.autocast(device):
@@ -362,7 +362,7 @@ if PART in ("all", "transferability"):
     x_b, y_b = target.x_train[b_idx], target.y_train[b_idx]
     layer_rows = []
     runs = [(seed, n, variant) for seed in config["seeds"] for n in config["blocks"] for variant in tr.VARIANTS]
-    bar = tqdm(total=len(runs) + len(config["seeds"]), desc="layer experiment (base B, then AnB/BnB runs)")
+    bar = progress_bar(total=len(runs) + len(config["seeds"]), desc="layer experiment (base B, then AnB/BnB runs)")
     for seed in config["seeds"]:
         torch.manual_seed(seed)
         model_b = train_on_b(torch_train.to_device(models.course_net(target.num_classes), device), [],

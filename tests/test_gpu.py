@@ -19,13 +19,13 @@ import pytest
 import torch
 from notebook_code import notebook_definition
 from torch import nn
-from tqdm.auto import tqdm
 
 from helpers import adaptation as ad
 from helpers import distill, models, runtime, torch_data, torch_train
 from helpers import transferability as tr
 from helpers.course import course_notebooks
 from helpers.paths import OUTPUTS_ENV
+from helpers.progress import progress_bar
 from helpers.runner import execute
 
 GPU = "cuda"
@@ -107,7 +107,7 @@ def test_adabn_and_tent_adapt_on_the_gpu(device):
 
 
 def test_notebook_05_loop_steps_on_the_gpu(device):
-    namespace = {"nn": nn, "torch": torch, "time": time, "tqdm": tqdm, "torch_train": torch_train,
+    namespace = {"nn": nn, "torch": torch, "time": time, "progress_bar": progress_bar, "torch_train": torch_train,
                  "runtime": runtime, "device": device}
     train = notebook_definition("05_pytorch_finetuning", "train", namespace)
     model = torch_train.to_device(models.course_net(3, widths=WIDTHS), device)
@@ -127,8 +127,9 @@ def notebook_07(device: torch.device) -> dict[str, Any]:
             yield from torch_data.make_loader(pool, labels, train=True, batch_size=batch_size, seed=seed)
             seed += 1
 
-    return {"np": np, "torch": torch, "nn": nn, "copy": copy, "tqdm": tqdm, "ad": ad, "runtime": runtime,
-            "torch_data": torch_data, "torch_train": torch_train, "device": device, "SEED": 0, "batches": batches,
+    return {"np": np, "torch": torch, "nn": nn, "copy": copy, "progress_bar": progress_bar, "ad": ad,
+            "runtime": runtime, "torch_data": torch_data, "torch_train": torch_train, "device": device, "SEED": 0,
+            "batches": batches,
             "x_source": images(), "y_source": np.arange(32) % 3, "x_pool_target": images(seed=1)}
 
 
@@ -147,7 +148,7 @@ def test_notebook_07_loops_step_on_the_gpu(device):
 
 def test_notebook_09_loops_step_on_the_gpu(device):
     namespace = {"np": np, "torch": torch, "nn": nn, "copy": copy, "models": models, "torch_train": torch_train,
-                 "tqdm": tqdm, "runtime": runtime, "device": device}
+                 "progress_bar": progress_bar, "runtime": runtime, "device": device}
     for name in ("TwoHeads", "multi_task_loss", "train_two_heads", "train_on_b"):
         notebook_definition("09_few_shot_multi_task", name, namespace)
     base = torch_train.to_device(models.course_net(3, widths=WIDTHS), device)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import data, models, splits, torch_data, torch_train
+from helpers import data, models, splits, torch_data, torch_train, weights
 
 CPU = torch.device("cpu")
 
@@ -67,12 +67,13 @@ def test_imagenet_offline_without_cache_names_prefetch(data_root, monkeypatch):
 
 def test_auto_falls_back_loudly_to_the_course_model(data_root, monkeypatch, capsys):
     monkeypatch.setenv("TORCH_HOME", str(data_root / "torch"))
+    monkeypatch.setattr(weights, "_NOTICE_SHOWN", [])
     models.save_checkpoint(models.course_net(), {"classes": list("abcde"), "widths": list(models.COURSE_NET_WIDTHS),
                                                  "source_test_acc": 0.9, "data": {}},
                            models.checkpoint_path("smoke"))
     net, info = models.source_model("auto", "resnet18", "smoke")
     assert info["weights"] == "course" and net.name == "course_net" and len(info["sha256"]) == 64
-    assert "Falling back to the course's own source model" in capsys.readouterr().out
+    assert "resnet18 falls back to the course's own source model" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("model, size", [("course_net", 4), ("resnet18", 16), ("resnet18", 1024)])

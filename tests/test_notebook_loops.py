@@ -10,17 +10,17 @@ import pytest
 import torch
 from notebook_code import notebook_definition
 from torch import nn
-from tqdm.auto import tqdm
 
 from helpers import data, models, runtime, torch_data, torch_train
+from helpers.progress import progress_bar
 
 
 def test_notebook_05_loop_matches_torch_train_fit():
     images = data.make_synthetic(40, 10, seed=0)
     x, y = images.x_train[images.y_train < 3], images.y_train[images.y_train < 3]
     device = torch.device("cpu")
-    namespace = {"nn": nn, "torch": torch, "time": time, "tqdm": tqdm, "torch_train": torch_train, "runtime": runtime,
-                 "device": device}
+    namespace = {"nn": nn, "torch": torch, "time": time, "progress_bar": progress_bar, "torch_train": torch_train,
+                 "runtime": runtime, "device": device}
     train = notebook_definition("05_pytorch_finetuning", "train", namespace)
     torch.manual_seed(0)
     start = torch_train.to_device(models.course_net(3, widths=(8, 8, 16, 16)), device)

@@ -22,10 +22,11 @@ def notebook_definition(name: str, namespace: dict[str, Any]) -> Any:
 
 def namespace() -> dict[str, Any]:
     """What the notebook's cells import."""
-    from tqdm.auto import tqdm
+    from helpers.progress import progress_bar
 
     return {"np": np, "torch": torch, "nn": nn, "copy": copy, "models": models, "torch_train": torch_train,
-            "tqdm": tqdm, "runtime": runtime, "device": torch.device("cpu")}  # tests/test_gpu.py: on CUDA
+            "progress_bar": progress_bar, "runtime": runtime,
+            "device": torch.device("cpu")}  # tests/test_gpu.py: on CUDA
 
 
 # ------------------------------------------------------------------------------------------- few-shot
