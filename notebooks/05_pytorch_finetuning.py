@@ -62,6 +62,7 @@ from helpers import (
     exercises,
     models,
     parameters,
+    paths,
     plots,
     profiles,
     reporting,
@@ -185,7 +186,7 @@ if STRATEGY in ("linear_probe", "lp_ft"):
                                                                                lambda: extract(target.x_train))
     test_features, _, _ = torch_train.cached_features({**key, "split": "test"}, lambda: extract(target.x_test))
     print(f"features {all_train_features.shape} {'loaded from' if cache_hit else 'computed and saved to'} "
-          f"{feature_file.parent}")
+          f"{paths.shown(feature_file.parent)}")
     probe_start = time.perf_counter()
     if val_idx is None:  # honest: k-fold cross-validation over the labelled images only
         probe_val_scores, out_of_fold = torch_train.cross_validated_probe(all_train_features[train_idx], y_train,
