@@ -38,9 +38,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from helpers import data, exercises, metrics, parameters, paths, plots, profiles, reporting, runtime, splits
+from helpers import data, exercises, metrics, parameters, paths, plots, profiles, reporting, runner, runtime, splits
 from helpers.reporting import markdown_table
-from helpers.runner import NOTEBOOKS_DIR
 from helpers.runs import run_one
 
 parameters.check_parameters(globals())  # unknown names, wrong types, out-of-range values: refused here
@@ -85,7 +84,7 @@ runs = find_runs(search_root)
 if not runs:
     print("No fine-tuning runs found: running a quick smoke-sized linear probe (notebook 05) so this notebook has "
           "something to evaluate. Run notebooks 04 and 05, or a sweep, for real results.")
-    outcome = run_one(NOTEBOOKS_DIR / "05_pytorch_finetuning.ipynb",
+    outcome = run_one(runner.NOTEBOOKS_DIR / "05_pytorch_finetuning.ipynb",
                       {"PROFILE": "smoke", "STRATEGY": "linear_probe"}, run_folder / "fallback_run")
     print(outcome["status"])
     runs = find_runs(run_folder / "fallback_run")
@@ -95,8 +94,11 @@ print(f"{len(runs)} runs found under {search_root}")
 # ## One table: every strategy and framework, with confidence intervals
 # The interval is a percentile bootstrap over test images: resample the test set with replacement, recompute
 # accuracy, take the middle 95%. Two runs whose intervals overlap heavily are not clearly different.
+# `confidence` is the mean top probability and `ece` the calibration error (both read in the calibration
+# section); `seconds` is each run's wall time.
 
 # %%
+ECE_BINS = 15  # equal-width confidence bins, for every ECE below and the reliability diagram alike
 rows = []
 for run in runs:
     cfg, pred = run["config"], run["predictions"]
@@ -107,12 +109,13 @@ for run in runs:
                  "labels": cfg.get("labels_per_class") or "all", "validation": cfg.get("validation", "oracle"),
                  "labelled": run["metrics"].get("num_labelled", "-"), "seed": cfg["seed"], "test_acc": accuracy,
                  "ci_low": low, "ci_high": high, "macro_f1": summary["macro_f1"], "roc_auc": summary["roc_auc_ovr"],
-                 "ece": metrics.expected_calibration_error(pred["y_true"], pred["probs"]),
-                 "seconds": run["metrics"]["wall_seconds"], "data": run["data"]["dataset"]})
+                 "confidence": float(pred["probs"].max(1).mean()),
+                 "ece": metrics.expected_calibration_error(pred["y_true"], pred["probs"], ECE_BINS),
+                 "seconds": round(run["metrics"]["wall_seconds"]), "data": run["data"]["dataset"]})
 rows.sort(key=lambda r: (r["labels"] if r["labels"] != "all" else 10**9, r["framework"], r["strategy"],
                          r["validation"], r["seed"]))
 columns = ["framework", "strategy", "weights", "labels", "validation", "labelled", "seed", "test_acc", "ci_low",
-           "ci_high", "macro_f1", "roc_auc", "ece", "seconds", "data"]
+           "ci_high", "macro_f1", "roc_auc", "confidence", "ece", "seconds", "data"]
 print(markdown_table(rows, columns))
 
 # %% [markdown]
@@ -238,15 +241,25 @@ else:
 
 # %% [markdown]
 # Read the p-values against the gap: a small p says the gap is unlikely to be test-set noise, not that it is
-# large. In our run (50 labels per class, seed 0, CIFAR-10 JPEG copy) LP-FT beat full fine-tuning by 1.7
-# points: it alone was right on 202 images, full fine-tuning alone on 116, McNemar's exact p = 1.6 × 10⁻⁶,
-# the permutation test's p = 0.0002, the paired interval +1.0 to +2.4 points: beyond the test-set noise, for
-# this seed. The three numbers answer one question (is A's accuracy different from B's on these images?) from
+# large. The three numbers answer one question (is A's accuracy different from B's on these images?) from
 # different angles, so they usually agree; they say nothing about the *seed* noise, which only more runs
 # measure (see the first table's intervals and the data-efficiency curve's bars).
 
+# %%
+if paired is not None:  # the reading, worded by the numbers above
+    gap, (low, high) = paired["gap"], paired["interval"]
+    lead = f"beat full fine-tuning by {gap * 100:.1f} points" if gap > 0 else (
+        f"trailed full fine-tuning by {-gap * 100:.1f} points" if gap < 0 else "tied with full fine-tuning")
+    noise = ("covers zero: within the test-set noise" if low <= 0 <= high
+             else "leaves out zero: beyond the test-set noise")
+    print(f"LP-FT {lead} ({paired['labels_per_class'] or 'all'} labels per class, seed {paired['seed']}): it alone "
+          f"was right on {paired['only_a']} images, full fine-tuning alone on {paired['only_b']}; McNemar's exact "
+          f"p = {paired['p_value']:.2g}, permutation p = {paired['permutation_p']:.2g}; the paired interval "
+          f"({low * 100:+.1f} to {high * 100:+.1f} points) {noise}, for this seed.")
+
 # %% [markdown]
-# A grid of misclassified test images, with true and predicted labels: errors often make sense once seen.
+# The misclassified test images with the highest loss, −log of the probability given to the true class, across
+# all classes: the confident mistakes. Errors often make sense once seen.
 
 # %%
 cifar = data.load_dataset("auto" if featured["data"]["dataset"] != "synthetic" else "synthetic",
@@ -254,12 +267,15 @@ cifar = data.load_dataset("auto" if featured["data"]["dataset"] != "synthetic" e
                           featured["data"].get("num_test", 1000) // 10, featured["config"]["seed"])
 task = featured["config"].get("task") or featured["data"].get("task", "target")  # 08 and 09 record no config task
 images = splits.task_data(cifar, task).x_test
-wrong = np.flatnonzero(pred["probs"].argmax(1) != pred["y_true"])[:16]
+wrong = np.flatnonzero(pred["probs"].argmax(1) != pred["y_true"])
+losses = -np.log(np.clip(pred["probs"][np.arange(len(pred["y_true"])), pred["y_true"]], 1e-12, 1.0))
+wrong = wrong[np.argsort(-losses[wrong], kind="stable")][:16]  # the 16 largest losses, largest first
 if len(images) == len(pred["y_true"]) and len(wrong):
     fig, axes = plt.subplots(2, 8, figsize=(12, 3.6))
     for ax, index in zip(axes.ravel(), wrong, strict=False):
         ax.imshow(images[index], interpolation="nearest")
-        ax.set_title(f"{names[pred['y_true'][index]]}\n→ {names[pred['probs'][index].argmax()]}", fontsize=8)
+        ax.set_title(f"{names[pred['y_true'][index]]}\n→ {names[pred['probs'][index].argmax()]} "
+                     f"(loss {losses[index]:.1f})", fontsize=8)
     for ax in axes.ravel():
         ax.axis("off")
     plt.show()
@@ -273,8 +289,11 @@ else:
 # by how many predictions fall in each. **Temperature scaling** (Guo et al., 2017) divides the logits by one
 # number T fitted on *held-out* predictions; it changes confidence, never the predicted class. T > 1 means the
 # model was over-confident (its logits get softened), T < 1 under-confident. Networks trained with plain
-# cross-entropy are often over-confident (Guo et al.); this course trains with label smoothing and averages each
-# prediction over a horizontal flip at test time, and both lower the confidence, so here T can come out below 1.
+# cross-entropy are often over-confident (Guo et al.). The course's fine-tuned networks train with label
+# smoothing (Müller et al., 2019) and average each prediction over a horizontal flip at test time, and both
+# lower the confidence; a linear probe is a logistic regression on frozen features and has neither, and a
+# strong L2 penalty shrinks its logits, which flattens its probabilities. Which way a run leans is read from its
+# numbers: mean confidence above accuracy is over-confidence, below it under-confidence.
 #
 # Held-out predictions must not be the test set. The run above has them if it had a validation split; honest
 # few-label runs have none, except the linear probe, whose out-of-fold cross-validation predictions are
@@ -293,26 +312,48 @@ else:
     cal = calibrated["predictions"]
     temperature = metrics.fit_temperature(cal["val_y_true"], log_probs(cal["val_probs"]))
     scaled = metrics.softmax(log_probs(cal["probs"]), temperature)
-    ece_before = metrics.expected_calibration_error(cal["y_true"], cal["probs"])
-    ece_after = metrics.expected_calibration_error(cal["y_true"], scaled)
+    ece_before = metrics.expected_calibration_error(cal["y_true"], cal["probs"], ECE_BINS)
+    ece_after = metrics.expected_calibration_error(cal["y_true"], scaled, ECE_BINS)
     verdict = "over-confident (T > 1 softens it)" if temperature > 1 else "under-confident (T < 1 sharpens it)"
     print(f"{calibrated['framework']} {calibrated['config']['strategy']}, "
           f"{calibrated['config'].get('labels_per_class') or 'all'} labels per class "
           f"({calibrated['config'].get('validation', 'oracle')} validation): T fitted on "
           f"{len(cal['val_y_true'])} held-out predictions = {temperature:.2f}, so the model was {verdict}; "
-          f"test ECE {ece_before:.4f} before, {ece_after:.4f} after; predictions unchanged: "
+          f"test ECE {ece_before:.4f} before, {ece_after:.4f} after ({ECE_BINS} bins); mean confidence "
+          f"{cal['probs'].max(1).mean():.3f} before, {scaled.max(1).mean():.3f} after, against test accuracy "
+          f"{(cal['probs'].argmax(1) == cal['y_true']).mean():.3f}; predictions unchanged: "
           f"{(scaled.argmax(1) == cal['probs'].argmax(1)).all()}")
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.8), sharey=True)
     for ax, probs, title in ((axes[0], cal["probs"], f"before (ECE {ece_before:.3f})"),
                              (axes[1], scaled, f"after T={temperature:.2f} (ECE {ece_after:.3f})")):
-        table = metrics.reliability(cal["y_true"], probs, bins=10)
+        table = metrics.reliability(cal["y_true"], probs, bins=ECE_BINS)  # the bins the ECE in the title uses
         centers = (table["edges"][:-1] + table["edges"][1:]) / 2
-        ax.bar(centers, np.where(table["count"] > 0, table["accuracy"], 0), width=0.09, label="accuracy")
+        ax.bar(centers, np.where(table["count"] > 0, table["accuracy"], 0), width=0.9 / ECE_BINS, label="accuracy")
         ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
         ax.set(xlabel="confidence", title=title)
     axes[0].set_ylabel("accuracy")
     axes[0].legend()
     plt.show()
+
+# %% [markdown]
+# Every run in the first table, read the same way: its mean confidence against its test accuracy, per framework
+# and strategy. The honest linear probe with the fewest labels is printed on its own, with its ECE: there the
+# cross-validated L2 penalty has the least data to go on.
+
+# %%
+leaning: dict[str, list[int]] = {}
+for row in rows:  # [over-confident, under-confident] counts per framework and strategy
+    counts = leaning.setdefault(f"{row['framework']} {row['strategy']}", [0, 0])
+    counts[0 if row["confidence"] > row["test_acc"] else 1] += 1
+print("mean confidence above accuracy (over-confident) / below it (under-confident), runs per strategy:\n  "
+      + "; ".join(f"{name} {over} / {under}" for name, (over, under) in sorted(leaning.items())))
+probes = [row for row in rows if row["framework"] == "pytorch" and row["strategy"] == "linear_probe"
+          and row["validation"] == "labelled" and row["labels"] != "all"]
+probe = min(probes, key=lambda row: row["labels"], default=None)
+if probe is not None:
+    lean = "over-confident" if probe["confidence"] > probe["test_acc"] else "under-confident"
+    print(f"honest linear probe, {probe['labels']} labels per class (seed {probe['seed']}): ECE {probe['ece']:.3f}, "
+          f"mean confidence {probe['confidence']:.3f} against accuracy {probe['test_acc']:.3f}: {lean}")
 
 # %% [markdown]
 # ## The data-efficiency curve
@@ -394,10 +435,22 @@ else:
         print(f"{b}: full fine-tuning {full:.4f}, LP-FT {lpft:.4f} ({lpft / full:.2f} times as far)")
 
 # %% [markdown]
-# Read the ratios above: below 1, LP-FT moved that block less than full fine-tuning did. In our run (50 labels
-# per class, seed 0, CIFAR-10 JPEG copy) it moved every block less, 0.80 to 0.91 times as far, as Kumar et
-# al.'s argument predicts. The measure is crude (a weight can move far along directions that do not change the
+# Read the ratios above: below 1, LP-FT moved that block less than full fine-tuning did; Kumar et al.'s argument
+# predicts ratios below 1. The measure is crude (a weight can move far along directions that do not change the
 # features much), and one seed is one draw; what it shows is where each strategy spent its updates.
+
+# %%
+if block_movement is not None:  # the reading, worded by the ratios above
+    ratios = {b: block_movement["lp_ft"][b] / block_movement["finetune_full"][b] for b in blocks}
+    less = [b for b, ratio in ratios.items() if ratio < 1]
+    span = f"{min(ratios.values()):.2f} to {max(ratios.values()):.2f} times as far"
+    if len(less) == len(ratios):
+        print(f"LP-FT moved every block less than full fine-tuning, {span}, as Kumar et al.'s argument predicts.")
+    elif not less:
+        print(f"LP-FT moved no block less than full fine-tuning ({span}): not what Kumar et al.'s argument predicts.")
+    else:
+        print(f"LP-FT moved {', '.join(less)} less than full fine-tuning but not the other blocks ({span}): "
+              "only partly what Kumar et al.'s argument predicts.")
 
 # %% [markdown]
 # ## Answers, from the numbers
@@ -492,7 +545,8 @@ exercises.check("06.1", ece_by_hand)
 # - Two runs on the same images: compare them paired (McNemar, permutation test, paired bootstrap), on the
 #   images where they disagree.
 # - Temperature scaling on held-out predictions corrects over- or under-confidence (read T) without changing a
-#   single prediction; label smoothing and test-time flips push this course's models towards under-confidence.
+#   single prediction; mean confidence against accuracy says which way each run leans. Label smoothing and
+#   test-time flips lower a network's confidence; a linear probe has neither, and its L2 penalty sets its own.
 # - With few labels, choose only on the labelled images; an oracle validation split flatters the result by
 #   the amount measured above.
 # - The data-efficiency curve is the headline of transfer learning: how many labels it saves.
