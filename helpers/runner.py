@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
+import uuid
 from pathlib import Path
 
 from .paths import PROJECT_ROOT
@@ -35,8 +37,9 @@ def local_kernel_manager() -> type:
     """Return a kernel manager that talks to its kernel over local IPC sockets where the system has them.
 
     Over TCP (Jupyter's default) every kernel warns that its traffic is unencrypted, once per notebook in
-    `make course`; a Unix socket never leaves the machine, so there is nothing to warn about. Windows has no IPC
-    transport and keeps TCP.
+    `make course`; a Unix socket never leaves the machine, so there is nothing to warn about. Each kernel gets its own
+    socket prefix: the default one is shared, and two kernels at once (a sweep's workers) would read each other's
+    messages. Windows has no IPC transport and keeps TCP.
     """
     from jupyter_client.manager import AsyncKernelManager
 
@@ -44,10 +47,11 @@ def local_kernel_manager() -> type:
         return AsyncKernelManager
 
     class LocalKernelManager(AsyncKernelManager):
-        """An AsyncKernelManager whose sockets are Unix domain sockets in Jupyter's runtime folder."""
+        """An AsyncKernelManager whose sockets are Unix domain sockets of its own in the temporary folder."""
 
         def __init__(self, **kwargs: object) -> None:
-            """Choose the IPC transport before the connection file is written."""
-            super().__init__(transport="ipc", **kwargs)
+            """Choose the IPC transport and a socket prefix no other kernel shares (sweeps run several at once)."""
+            prefix = Path(tempfile.gettempdir()) / f"kernel-{uuid.uuid4().hex[:16]}"  # short: sockets allow ~100 chars
+            super().__init__(transport="ipc", ip=str(prefix), **kwargs)
 
     return LocalKernelManager
