@@ -121,6 +121,13 @@ def bootstrap_difference(labels: np.ndarray, preds_a: np.ndarray, preds_b: np.nd
     return _bootstrap_mean(gain, level, resamples, seed)
 
 
+def noise_verdict(low: float, high: float) -> str:
+    """Read a 95% interval of a difference: within the test-set noise when it covers zero, else beyond it."""
+    if low <= 0 <= high:
+        return "covers zero: within the test-set noise"
+    return "leaves out zero: beyond the test-set noise"
+
+
 def one_vs_rest_curves(labels: np.ndarray, probs: np.ndarray) -> list[dict[str, np.ndarray | float]]:
     """Per class, its one-vs-rest ROC curve with AUC and precision-recall curve with average precision."""
     _check(labels, probs)

@@ -235,9 +235,8 @@ print(f"Source: {kind}, source test accuracy {source_test_acc:.3f} ("
       f"{'below' if source_test_acc < 0.90 else 'at or above'} the README's 0.90 for notebook 03's `cpu` model).")
 for row in rows:
     low, high = row["interval"]
-    verdict = "within the test-set noise" if low <= 0 <= high else "clear of the test-set noise"
     print(f"{row['labels per class']}/class: transfer {'beat' if row['gap'] > 0 else 'trailed'} scratch by "
-          f"{abs(row['gap']):.3f} (95% interval {low:+.3f} to {high:+.3f}: {verdict}).")
+          f"{abs(row['gap']):.3f} (95% interval {low:+.3f} to {high:+.3f} {metrics.noise_verdict(low, high)}).")
 if len(rows) > 1:
     first, last = rows[0], rows[-1]
     print(f"From {first['labels per class']} to {last['labels per class']} labels per class the gap went from "

@@ -172,8 +172,7 @@ checks.update(probe_test_acc=probe_acc, ridge_test_acc=ridge_acc, probe_c=probe_
 print(f"chosen by cross-validation: probe C = {probe_c}, ridge lambda = {1 / ridge_c:g}")
 print(f"target test accuracy: ridge head {ridge_acc:.3f}, logistic probe {probe_acc:.3f} (chance 0.20); "
       f"ridge - probe {interval[0]:+.3f}, 95% interval [{interval[1]:+.3f}, {interval[2]:+.3f}]: "
-      + ("within the noise of the test set" if interval[1] <= 0 <= interval[2] else
-         f"the {'ridge head' if interval[0] > 0 else 'logistic probe'} is ahead beyond that noise"))
+      + metrics.noise_verdict(interval[1], interval[2]))
 
 # %% [markdown]
 # ## 2 · Parameter transfer, and why the learning rate is low

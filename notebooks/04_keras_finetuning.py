@@ -351,9 +351,8 @@ if pitfall is not None:  # the reading: which arm came out ahead, and whether th
     ahead = "ahead of" if gap > 0 else "behind" if gap < 0 else "level with"
     print(f"Frozen BatchNorm came out {abs(gap) * 100:.1f} points {ahead} trainable BatchNorm "
           f"({pitfall['base_inference_mode']:.3f} against {pitfall['base_training_mode']:.3f}); the 95% interval "
-          f"({low:+.4f} to {high:+.4f}) " + ("covers zero: within the noise of the test set." if low <= 0 <= high
-                                             else "leaves out zero: beyond the noise of the test set.")
-          + " One seed: another seed's training noise is not in this interval.")
+          f"({low:+.4f} to {high:+.4f}) {metrics.noise_verdict(low, high)}."
+          " One seed: another seed's training noise is not in this interval.")
 
 # %% [markdown]
 # Read the interval, not the gap alone: it spans the test images' noise for this one seed, not the variation from

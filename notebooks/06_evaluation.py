@@ -250,8 +250,7 @@ if paired is not None:  # the reading, worded by the numbers above
     gap, (low, high) = paired["gap"], paired["interval"]
     lead = f"beat full fine-tuning by {gap * 100:.1f} points" if gap > 0 else (
         f"trailed full fine-tuning by {-gap * 100:.1f} points" if gap < 0 else "tied with full fine-tuning")
-    noise = ("covers zero: within the test-set noise" if low <= 0 <= high
-             else "leaves out zero: beyond the test-set noise")
+    noise = metrics.noise_verdict(low, high)
     print(f"LP-FT {lead} ({paired['labels_per_class'] or 'all'} labels per class, seed {paired['seed']}): it alone "
           f"was right on {paired['only_a']} images, full fine-tuning alone on {paired['only_b']}; McNemar's exact "
           f"p = {paired['p_value']:.2g}, permutation p = {paired['permutation_p']:.2g}; the paired interval "

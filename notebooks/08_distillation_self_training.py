@@ -65,7 +65,7 @@ from torch import nn
 
 from helpers import data, distill, exercises, models, parameters, plots, profiles, reporting, runtime, splits
 from helpers import transfer_math as tm
-from helpers.metrics import bootstrap_difference
+from helpers.metrics import bootstrap_difference, noise_verdict
 
 parameters.check_parameters(globals(), choices={"METHOD": distill.METHODS})  # names, types, ranges: checked here
 
@@ -227,8 +227,7 @@ if METHOD in ("all", "distillation"):
 def gap_reading(preds_a: np.ndarray, preds_b: np.ndarray) -> str:
     """'+x.x points (95% interval ...): within / beyond the test set's noise' for accuracy A minus accuracy B."""
     gap, low, high = bootstrap_difference(target.y_test, preds_a, preds_b, seed=SEED)
-    noise = "within the test set's noise" if low <= 0 <= high else "beyond the test set's noise"
-    return f"{gap * 100:+.1f} points (95% interval {low * 100:+.1f} to {high * 100:+.1f}: {noise})"
+    return f"{gap * 100:+.1f} points (95% interval {low * 100:+.1f} to {high * 100:+.1f} {noise_verdict(low, high)})"
 
 
 if METHOD in ("all", "distillation"):

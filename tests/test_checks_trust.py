@@ -20,7 +20,7 @@ import pytest
 import torch
 from test_exercises import exercise_cells, solution
 
-from helpers import exercises, models, runner
+from helpers import exercises, metrics, models, runner
 
 PROJECT = Path(__file__).resolve().parent.parent
 CORRUPTIONS = ("nan", "inf", "shape", "string", "none", "list")
@@ -82,26 +82,20 @@ def test_nan_answers_print_a_failure(capsys):
     assert "✅" not in out and out.count("❌") == 3 and "not a finite number" in out
 
 
+def _bin_gaps(labels, probs, bins):
+    """|accuracy - confidence| of each non-empty bin, from the reliability table the course's ECE is built on."""
+    table = metrics.reliability(labels, probs, bins)
+    return np.abs(table["accuracy"] - table["confidence"])[table["count"] > 0]
+
+
 def _ece_equal_bin_weights(labels, probs, bins):
     """The bug: every non-empty bin counts the same, whatever its number of images."""
-    confidence, correct = probs.max(1), probs.argmax(1) == labels
-    edges = np.linspace(0, 1, bins + 1)
-    gaps = [abs(correct[inside].mean() - confidence[inside].mean())
-            for low, high in zip(edges[:-1], edges[1:], strict=True)
-            if (inside := (confidence > low) & (confidence <= high)).any()]
-    return float(np.mean(gaps))
+    return float(_bin_gaps(labels, probs, bins).mean())
 
 
 def _ece_divided_by_bins(labels, probs, bins):
     """The bug: sum each bin's gap (empty bins as 0) and divide by the number of bins."""
-    confidence, correct = probs.max(1), probs.argmax(1) == labels
-    edges = np.linspace(0, 1, bins + 1)
-    total = 0.0
-    for low, high in zip(edges[:-1], edges[1:], strict=True):
-        inside = (confidence > low) & (confidence <= high)
-        if inside.any():
-            total += abs(correct[inside].mean() - confidence[inside].mean())
-    return total / bins
+    return float(_bin_gaps(labels, probs, bins).sum() / bins)
 
 
 @pytest.mark.parametrize("buggy", [_ece_equal_bin_weights, _ece_divided_by_bins])
