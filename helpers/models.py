@@ -6,7 +6,6 @@ task-specific classifier), so each fine-tuning strategy can name what it freezes
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
@@ -15,17 +14,11 @@ import pickle
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-
-try:
-    import fcntl
-except ImportError:  # Windows: no flock; checkpoints are then written without an inter-process lock
-    fcntl = None
 
 from .paths import (
     OFFLINE_ENV,
@@ -34,6 +27,7 @@ from .paths import (
     atomic_write_text,
     cache_dir,
     data_root,
+    file_lock,
     is_offline,
     is_writable,
 )
@@ -257,32 +251,6 @@ def checkpoint_path(profile: str) -> Path:
     name = f"course_source_model_{profile}.pt"
     writable, shared = cache_dir("checkpoints") / name, data_root() / "checkpoints" / name
     return shared if shared.exists() and not writable.exists() else writable
-
-
-@contextlib.contextmanager
-def file_lock(lock: Path, shared: bool = False) -> Iterator[bool]:
-    """Hold an inter-process lock (fcntl.flock) on a lock file, so readers and writers of a file pair take turns.
-
-    Yields whether a lock is held: False where there is no fcntl (Windows) or the lock file cannot be opened (a
-    read-only share, where nobody writes), and then nothing is serialised.
-    """
-    if fcntl is None:
-        yield False
-        return
-    try:
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        handle = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError:
-        try:
-            handle = os.open(lock, os.O_RDONLY)
-        except OSError:
-            yield False
-            return
-    try:
-        fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
-        yield True
-    finally:
-        os.close(handle)  # closing the descriptor releases the lock
 
 
 def _pair_lock(path: Path) -> Path:

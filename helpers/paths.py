@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; file pairs are then written without an inter-process lock
+    fcntl = None
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -125,6 +131,32 @@ def atomic_save(path: Path, save: Callable[[str], None], suffix: str = ".part") 
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return path
+
+
+@contextlib.contextmanager
+def file_lock(lock: Path, shared: bool = False) -> Iterator[bool]:
+    """Hold an inter-process lock (fcntl.flock) on a lock file, so readers and writers of a file pair take turns.
+
+    Yields whether a lock is held: False where there is no fcntl (Windows) or the lock file cannot be opened (a
+    read-only share, where nobody writes), and then nothing is serialised.
+    """
+    if fcntl is None:
+        yield False
+        return
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        handle = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError:
+        try:
+            handle = os.open(lock, os.O_RDONLY)
+        except OSError:
+            yield False
+            return
+    try:
+        fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        yield True
+    finally:
+        os.close(handle)  # closing the descriptor releases the lock
 
 
 def atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> Path:
