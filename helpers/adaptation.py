@@ -10,6 +10,7 @@ and a method given them refuses (`TargetLabelsError`).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import warnings
@@ -36,7 +37,7 @@ CONSTANTS = {  # make_cifar_c.py, severity 1 to 5
     "jpeg": (80, 65, 58, 50, 40),  # JPEG quality
 }
 CORRUPTIONS = tuple(CONSTANTS)
-METHODS = ("none", "adabn", "tent", "dann", "self_training")
+METHODS = ("none", "norm", "adabn", "tent", "dann", "dann_lambda0", "self_training")
 
 
 class TargetLabelsError(TypeError):
@@ -194,13 +195,21 @@ def entropy(logits: torch.Tensor) -> torch.Tensor:
     return -(logits.softmax(1) * logits.log_softmax(1)).sum(1)
 
 
+def test_stream(count: int, seed: int = 0) -> np.ndarray:
+    """Order in which the online methods (norm, TENT) meet the target images: a shuffled stream of mixed classes."""
+    return np.random.default_rng(seed).permutation(count)
+
+
 def tent(model: nn.Module, target: np.ndarray, batch_size: int = 128, steps: int = 1, lr: float = 1e-3,
-         seed: int = 0) -> tuple[nn.Module, np.ndarray]:
+         seed: int = 0, layers: tuple[type[nn.Module], ...] = (nn.BatchNorm2d,)) -> tuple[nn.Module, np.ndarray]:
     """TENT (Wang et al., 2021): predict each target batch with batch statistics while minimising its entropy.
 
-    Only the BatchNorm scale and shift (gamma, beta) are trained, by Adam; everything else stays frozen. Returns
-    the adapted copy and the online predictions (class probabilities, made before each batch's update, in the
-    order of `target`).
+    Configured as the authors' reference code does: the BatchNorm layers of the given types (`BatchNorm2d`, the
+    reference's choice) normalise with each batch's own statistics and only their scale and shift (gamma, beta)
+    are trained, by Adam; every other layer stays as the source model left it. Each batch gets `steps` updates
+    and, like the reference, the predictions of the last forward pass before the last update are returned.
+    `steps=0` is the paper's "norm" baseline: test-batch statistics, no gradient step. Returns the adapted copy
+    and the online predictions (class probabilities, in the order of `target`; batches in `test_stream` order).
     """
     images = target_images(target)
     adapted = copy.deepcopy(model)
@@ -208,26 +217,40 @@ def tent(model: nn.Module, target: np.ndarray, batch_size: int = 128, steps: int
     adapted.eval()
     affine = []
     for layer in batchnorm_layers(adapted):
+        if not isinstance(layer, layers):
+            continue
         layer.train()  # normalise with the batch's own statistics
         layer.track_running_stats, layer.running_mean, layer.running_var = False, None, None
         for parameter in (layer.weight, layer.bias):
             parameter.requires_grad_(True)
             affine.append(parameter)
+    if not affine:
+        raise ValueError(f"The model has no BatchNorm layer of the types {[t.__name__ for t in layers]}: TENT has "
+                         "nothing to adapt")
     optimizer = torch.optim.Adam(affine, lr=lr, betas=(0.9, 0.999))
     device = model_device(adapted)
     scaler = runtime.grad_scaler(device)
-    order = np.random.default_rng(seed).permutation(len(images))  # a stream of mixed classes, as at test time
+    order = test_stream(len(images), seed)
     probs = []
     for batch in image_batches(images[order], batch_size, device):
-        for step in range(steps):
+        with torch.no_grad() if steps == 0 else contextlib.nullcontext():
             with runtime.autocast(device):
                 logits = adapted(batch).float()
-            if step == 0:
-                probs.append(logits.detach().softmax(1).cpu())
-            runtime.optimizer_step(optimizer, entropy(logits).mean(), scaler)
+            for _ in range(steps - 1):  # the reference predicts with the forward pass before the last update
+                runtime.optimizer_step(optimizer, entropy(logits).mean(), scaler)
+                with runtime.autocast(device):
+                    logits = adapted(batch).float()
+            probs.append(logits.detach().softmax(1).cpu())
+            if steps:
+                runtime.optimizer_step(optimizer, entropy(logits).mean(), scaler)
     in_order = np.empty((len(images), probs[0].shape[1]), dtype=np.float32)
     in_order[order] = torch.cat(probs).numpy()
     return adapted, in_order
+
+
+def norm(model: nn.Module, target: np.ndarray, batch_size: int = 128, seed: int = 0) -> np.ndarray:
+    """TENT's own baseline, "norm": each target batch normalised with its own statistics, no weight updated."""
+    return tent(model, target, batch_size, steps=0, seed=seed)[1]
 
 
 class GradientReversal(torch.autograd.Function):

@@ -329,6 +329,27 @@ def _entropy(answer: Callable[..., Any]) -> str | None:
     return None
 
 
+@exercise("07.2", "the gradient-reversal layer")
+def _reversal(answer: Callable[..., Any]) -> str | None:
+    torch.manual_seed(7)
+    for lambd in (0.7, 0.25):
+        x = torch.randn(4, 3, requires_grad=True)
+        upstream = torch.randn(4, 3)
+        got = answer(x, lambd)
+        if not torch.is_tensor(got) or got.shape != x.shape:
+            return f"return a tensor shaped like the input {tuple(x.shape)}, not {_describe(got)}"
+        expect(got.detach(), x.detach(), "going forward the layer is the identity: return x unchanged", atol=1e-7,
+               name="the forward pass")
+        if not got.requires_grad:
+            return "the output carries no gradient: apply your torch.autograd.Function to x (`.apply(x, lambd)`)"
+        (got * upstream).sum().backward()
+        if x.grad is None:
+            return "no gradient reached x: the output must be computed from x, not a detached copy"
+        expect(x.grad, -lambd * upstream, "going back, multiply the incoming gradient by -lambda (and return None "
+               "for lambda itself)", atol=1e-6, name=f"the gradient at lambda = {lambd}")
+    return None
+
+
 # --------------------------------------------------------------------------------------------- notebook 08
 
 @exercise("08.1", "how right are the kept pseudo-labels?")

@@ -4,6 +4,7 @@ change, the gradient-reversal layer, a shift that AdaBN measurably repairs, and 
 from __future__ import annotations
 
 import colorsys
+import copy
 import io
 import warnings
 
@@ -113,15 +114,38 @@ def test_adabn_changes_only_batchnorm_statistics(images):
     assert len(changed) == 2 * len(ad.batchnorm_layers(model))  # every mean and every variance
 
 
-def test_tent_updates_only_the_batchnorm_scale_and_shift(images):
+def _affine(model: torch.nn.Module, kinds: tuple[type, ...]) -> set[str]:
+    """Names of the scale and shift of the model's BatchNorm layers of the given kinds."""
+    return {f"{name}.{p}" for name, m in model.named_modules() if isinstance(m, kinds) for p in ("weight", "bias")}
+
+
+@pytest.mark.parametrize("layers", [(torch.nn.BatchNorm2d,), (torch.nn.BatchNorm2d, torch.nn.BatchNorm1d)])
+def test_tent_updates_only_the_chosen_batchnorm_scale_and_shift(images, layers):
     model = models.course_net()
-    adapted, probs = ad.tent(model, ad.corrupt(images, "contrast", 5), batch_size=4, steps=2, lr=0.1)
-    affine = {f"{name}.{p}" for name, m in model.named_modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
-              for p in ("weight", "bias")}
+    adapted, probs = ad.tent(model, ad.corrupt(images, "contrast", 5), batch_size=4, steps=2, lr=0.1, layers=layers)
+    affine = _affine(model, layers)
     after = dict(adapted.named_parameters())
     for name, before in _weights(model).items():
         assert torch.equal(after[name].detach(), before) != (name in affine), name
     assert probs.shape == (len(images), 5) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    assert ("features.norm.weight" in affine) == (torch.nn.BatchNorm1d in layers)  # the reference leaves it alone
+
+
+def test_tent_returns_the_last_steps_predictions_and_norm_updates_nothing(images):
+    """Like the reference: with k steps per batch, the k-th forward pass (before the k-th update) is returned."""
+    model = models.course_net().eval()
+    target = ad.corrupt(images[:4], "contrast", 5)
+    one_step, first = ad.tent(model, target, batch_size=4, steps=1, lr=0.1)
+    _, second = ad.tent(model, target, batch_size=4, steps=2, lr=0.1)
+    order = ad.test_stream(len(target))
+    with torch.no_grad():  # the second step's forward pass is the model after one update
+        expected = one_step(next(ad.image_batches(target[order], 4, torch.device("cpu")))).softmax(1).numpy()
+    np.testing.assert_allclose(second[order], expected, atol=1e-5)
+    assert not np.allclose(first, second, atol=1e-4)
+    batch_stats = ad.norm(model, target, batch_size=4)
+    np.testing.assert_allclose(batch_stats, first, atol=1e-5)  # TENT predicts a batch before updating on it
+    with pytest.raises(ValueError, match="no BatchNorm layer"):
+        ad.tent(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3072, 5)), target)
 
 
 def test_gradient_reversal_negates_and_scales_the_gradient():
@@ -210,3 +234,30 @@ def test_sweeps_read_the_notebooks_choices_of_corruption():
     assert known["CORRUPTION"]["choices"] == list(ad.CORRUPTIONS)
     with pytest.raises(ValueError, match="CORRUPTION='fog' is not one of"):
         sweep.validate_grid(sweep.notebook_path("07_domain_adaptation"), {"CORRUPTION": ["fog"]})
+
+
+def test_dann_control_lambda_zero_lets_no_domain_gradient_reach_the_features(images):
+    """Notebook 07's train_dann: with adversarial=False the discriminator cannot move the features (lambda = 0)."""
+    from notebook_code import notebook_definition
+
+    from helpers import runtime
+    from helpers.progress import progress_bar
+
+    labels = np.arange(len(images)) % 5
+    namespace = {"np": np, "torch": torch, "nn": torch.nn, "copy": copy, "ad": ad, "runtime": runtime,
+                 "progress_bar": progress_bar, "device": torch.device("cpu"), "x_source": images,
+                 "y_source": labels, "x_pool_target": ad.corrupt(images, "contrast", 5), "SEED": 0,
+                 "torch_data": torch_data}
+    notebook_definition("07_domain_adaptation", "batches", namespace)
+    train_dann = notebook_definition("07_domain_adaptation", "train_dann", namespace)
+    model = models.course_net()
+
+    def features_after(adversarial: bool, discriminator_seed: int) -> dict[str, torch.Tensor]:
+        torch.manual_seed(discriminator_seed)  # only the discriminator's initial weights differ
+        return {k: v.clone() for k, v in train_dann(model, 3, adversarial=adversarial, lr=0.05,
+                                                    batch_size=8).features.state_dict().items()}
+
+    control = [features_after(False, seed) for seed in (1, 2)]
+    adversarial = [features_after(True, seed) for seed in (1, 2)]
+    assert all(torch.equal(control[0][k], control[1][k]) for k in control[0])
+    assert not all(torch.equal(adversarial[0][k], adversarial[1][k]) for k in adversarial[0])

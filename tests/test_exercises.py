@@ -54,3 +54,15 @@ def test_a_wrong_answer_gets_a_message_not_a_traceback(capsys):
     assert "✅" in capsys.readouterr().out
     with pytest.raises(ValueError, match="exercises with a check: 00.1"):
         exercises.problem("99.9", print)
+
+
+def _reversal_ignoring_lambda(x: torch.Tensor, lambd: float) -> torch.Tensor:
+    """A gradient-reversal layer that always reverses with strength 1."""
+    return solution("07_domain_adaptation", "reverse_gradient")(x, 1.0)
+
+
+@pytest.mark.parametrize("wrong", [lambda x, lambd: x, lambda x, lambd: -lambd * x, lambda x, lambd: x.detach(),
+                                   _reversal_ignoring_lambda],
+                         ids=["identity both ways", "negated forward", "detached", "lambda ignored"])
+def test_the_gradient_reversal_check_fails_each_plausible_bug(wrong):
+    assert exercises.problem("07.2", wrong) is not None
