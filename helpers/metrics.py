@@ -115,9 +115,15 @@ def bootstrap_accuracy(labels: np.ndarray, preds: np.ndarray, level: float = 0.9
 
 def bootstrap_difference(labels: np.ndarray, preds_a: np.ndarray, preds_b: np.ndarray, level: float = 0.95,
                          resamples: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-    """Accuracy of A minus accuracy of B on the same test images, with a paired bootstrap interval."""
+    """Accuracy of A minus accuracy of B on the same test images, with a paired bootstrap interval.
+
+    A and B may each be several models' predictions, one row per model (k, images): each image's correctness is
+    then averaged over the rows, so the difference is a main effect of a factorial grid (the mean of A's cells
+    minus the mean of B's), still resampled image by image.
+    """
     labels = np.asarray(labels)
-    gain = (np.asarray(preds_a) == labels).astype(float) - (np.asarray(preds_b) == labels).astype(float)
+    correct = lambda preds: (np.asarray(preds) == labels).reshape(-1, len(labels)).mean(0)  # noqa: E731
+    gain = correct(preds_a) - correct(preds_b)
     return _bootstrap_mean(gain, level, resamples, seed)
 
 

@@ -90,6 +90,17 @@ def test_paired_bootstrap_difference_sees_a_real_gap_and_no_gap():
     assert gap == low == high == 0
 
 
+def test_bootstrap_difference_of_stacked_cells_is_a_main_effect():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 5, 500)
+    cells = [np.where(rng.random(500) < p, labels, (labels + 1) % 5) for p in (0.9, 0.8, 0.7, 0.5)]
+    gap, low, high = metrics.bootstrap_difference(labels, np.stack(cells[:2]), np.stack(cells[2:]))
+    accuracy = [float((c == labels).mean()) for c in cells]
+    assert np.isclose(gap, (accuracy[0] + accuracy[1]) / 2 - (accuracy[2] + accuracy[3]) / 2) and low < gap < high
+    assert metrics.bootstrap_difference(labels, cells[0], cells[1]) == metrics.bootstrap_difference(
+        labels, cells[0][None], cells[1][None])  # one row is the plain difference
+
+
 def test_bootstrap_interval_matches_scipy_bootstrap():
     from scipy import stats
 
