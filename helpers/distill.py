@@ -88,7 +88,8 @@ def train(model: nn.Module, images: np.ndarray, batch_loss: Callable[[torch.Tens
     targets it has for them (labels, teacher logits, pseudo-labels); the loop itself never sees a label. The
     model trains on `runtime.torch_device()` in its precision; the logits reach `batch_loss` as float32 on the CPU,
     where the caller's targets are (a batch of logits is a few kilobytes).
-    `strong` adds colour jitter and cutout to the crop and flip: a lighter stand-in for Noisy Student's RandAugment.
+    `strong` adds RandAugment (two operations per image) and cutout to the crop and flip: Noisy Student's input
+    noise (`torch_data.rand_augment_cutout`).
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")

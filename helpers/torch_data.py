@@ -27,24 +27,37 @@ def random_crop_flip(images: torch.Tensor, padding: int = 4, generator: torch.Ge
     return torch.where(flip[:, None, None, None], cropped.flip(3), cropped)
 
 
-def colour_jitter_cutout(images: torch.Tensor, strength: float = 0.4, hole: int = 12,
-                         generator: torch.Generator | None = None) -> torch.Tensor:
-    """Add strong noise to a float NCHW batch in [0, 1], every image its own, in one go.
+RAND_AUGMENT = {"num_ops": 2, "magnitude": 9}  # operations per image, and their strength on torchvision's 0-30 scale
 
-    A brightness, contrast and saturation change (up to +-`strength`), then a square of 2 * (`hole` // 2) + 1
-    pixels (13 by default) set to grey around a random centre (cutout, DeVries & Taylor, 2017), clipped at the edges.
+
+def cutout(images: torch.Tensor, hole: int = 12, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Cut a grey square out of each image of a float NCHW batch in [0, 1] (cutout, DeVries & Taylor, 2017).
+
+    The square has 2 * (`hole` // 2) + 1 pixels a side (13 by default), around a random centre, clipped at the edges.
     """
     n, _, height, width = images.shape
-    factor = lambda: 1 + (torch.rand(n, 1, 1, 1, generator=generator) * 2 - 1) * strength  # noqa: E731
-    grey = images.mean(1, keepdim=True)
-    images = grey + (images - grey) * factor()  # saturation
-    images = images.mean((1, 2, 3), keepdim=True) + (images - images.mean((1, 2, 3), keepdim=True)) * factor()
-    images = (images * factor()).clamp(0, 1)  # contrast above, brightness here
     cy = torch.randint(0, height, (n, 1, 1), generator=generator)
     cx = torch.randint(0, width, (n, 1, 1), generator=generator)
     rows, cols = torch.arange(height)[None, :, None], torch.arange(width)[None, None, :]
     inside = ((rows - cy).abs() <= hole // 2) & ((cols - cx).abs() <= hole // 2)
     return images.masked_fill(inside[:, None], 0.5)
+
+
+def rand_augment_cutout(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Strong noise, every image its own: RandAugment on a uint8 NCHW batch, then cutout; floats in [0, 1] out.
+
+    RandAugment (Cubuk et al., 2020; torchvision's `v2.RandAugment`, `RAND_AUGMENT`) applies `num_ops` operations
+    drawn from its list of fourteen (rotation, shear, translation, colour, contrast, posterize, solarize, ...) to
+    each image separately, as Noisy Student did. torchvision draws from torch's global random stream: it runs on a
+    forked stream seeded from `generator`, so the noise is reproducible and the caller's stream is left alone.
+    """
+    from torchvision.transforms import v2
+
+    augment = v2.RandAugment(**RAND_AUGMENT)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
+        noised = torch.stack([augment(image) for image in images])
+    return cutout(noised.float() / 255.0, generator=generator)
 
 
 class BatchTransform:
@@ -63,9 +76,7 @@ class BatchTransform:
         """Apply the pipeline to one batch."""
         if self.train:
             images = random_crop_flip(images, generator=self.generator)
-        images = images.float() / 255.0
-        if self.strong:
-            images = colour_jitter_cutout(images, generator=self.generator)
+        images = rand_augment_cutout(images, self.generator) if self.strong else images.float() / 255.0
         if images.shape[-1] != self.image_size:
             images = F.interpolate(images, size=(self.image_size, self.image_size), mode="bilinear",
                                    align_corners=False, antialias=self.image_size < images.shape[-1])
@@ -93,7 +104,7 @@ class ArrayDataset(Dataset):
 
 def make_loader(images: np.ndarray, labels: np.ndarray, train: bool, image_size: int = 32, batch_size: int = 128,
                 normalize: str = "cifar10", seed: int = 0, strong: bool = False) -> DataLoader:
-    """Wrap arrays in a DataLoader: shuffled and augmented for training (`strong`: colour, cutout), else in order."""
+    """Wrap arrays in a DataLoader: shuffled, augmented for training (`strong`: RandAugment, cutout), else ordered."""
     transform = BatchTransform(train, image_size, normalize, seed, strong)
 
     def collate(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,7 +119,7 @@ def make_loader(images: np.ndarray, labels: np.ndarray, train: bool, image_size:
 def endless_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, strong: bool = False):
     """Cycle forever over augmented, shuffled full batches (channels-last, as the CPU prefers), reshuffled each pass.
 
-    Only full batches: BatchNorm on a batch of 1 or 2 is noise. `strong` adds colour jitter and cutout.
+    Only full batches: BatchNorm on a batch of 1 or 2 is noise. `strong` adds RandAugment and cutout.
     """
     batch_size = min(batch_size, len(images))
     while True:

@@ -148,15 +148,19 @@ def test_distillation_beats_the_label_only_student_on_synthetic_data():
     assert distilled > 0.5  # chance is 0.2
 
 
-def test_strong_noise_changes_each_image_its_own_way_and_stays_in_range():
-    images = torch.rand(64, 3, 32, 32) * 0.5 + 0.25
-    noisy = torch_data.colour_jitter_cutout(images, generator=torch.Generator().manual_seed(0))
-    assert noisy.shape == images.shape and noisy.min() >= 0 and noisy.max() <= 1
+def test_strong_noise_changes_each_image_its_own_way_stays_in_range_and_repeats_from_its_seed():
+    images = (torch.rand(64, 3, 32, 32) * 128 + 64).to(torch.uint8)
+    global_state = torch.random.get_rng_state()
+    noisy = torch_data.rand_augment_cutout(images, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(torch.random.get_rng_state(), global_state)  # torch's global stream is left alone
+    assert noisy.shape == images.shape and noisy.dtype == torch.float32 and noisy.min() >= 0 and noisy.max() <= 1
     assert (noisy == 0.5).flatten(1).any(1).all()  # every image has its cut-out square
-    change = (noisy - images).abs().flatten(1).mean(1)
+    change = (noisy - images.float() / 255).abs().flatten(1).mean(1)
     assert change.std() > 0.01  # not the same change for all
-    again = torch_data.colour_jitter_cutout(images, generator=torch.Generator().manual_seed(0))
+    again = torch_data.rand_augment_cutout(images, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(noisy, again)
+    other = torch_data.rand_augment_cutout(images, generator=torch.Generator().manual_seed(1))
+    assert not torch.equal(noisy, other)
 
 
 # ------------------------------------------------------------------------------------------- teachers and bad input
