@@ -387,3 +387,53 @@ def _episodes(answer: Callable[..., Any]) -> str | None:
            "the sample standard deviation (ddof=1) over the square root of the number of episodes", rtol=0,
            atol=1e-6, name="the half-width")
     return None
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm."""
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+@exercise("09.2", "prototypes and the cosine classifier")
+def _prototype_logits(answer: Callable[..., Any]) -> str | None:
+    rng = np.random.default_rng(9)
+    n_way, dim, n_query = 4, 6, 7
+    labels = rng.permutation(np.repeat(np.arange(n_way), [3, 1, 4, 2]))  # shuffled, unequal: not grouped by class
+    centres = 3 * rng.normal(size=(n_way, dim))
+    support = (centres[labels] + rng.normal(size=(len(labels), dim))) * rng.uniform(0.3, 4, (len(labels), 1))
+    queries = (centres[rng.integers(0, n_way, n_query)] + rng.normal(size=(n_query, dim))) * rng.uniform(
+        0.3, 4, (n_query, 1))
+    got = answer(support.copy(), labels.copy(), queries.copy(), n_way)
+    means = np.stack([support[labels == c].mean(0) for c in range(n_way)])
+    want = _unit(queries) @ _unit(means).T
+    hint = ("one row per query, one column per class 0 to n_way - 1; the prototype of class c is the mean of the "
+            "support features labelled c (the support set is shuffled, not grouped by class); the cosine "
+            "similarity divides both the query and the prototype by their L2 norms")
+    try:
+        expect(got, want, hint, rtol=0, atol=1e-5)
+        return None
+    except WrongAnswer as wrong:
+        unit_means = np.stack([_unit(support)[labels == c].mean(0) for c in range(n_way)])
+        try:  # prototypes as means of unit-length features (SimpleShot, the notebook's cosine_predict): also right
+            expect(got, _unit(queries) @ _unit(unit_means).T, rtol=0, atol=1e-5)
+            return None
+        except WrongAnswer:
+            pass
+        first_seen = list(dict.fromkeys(labels.tolist()))
+        bugs = {"nothing is normalised (a dot product, not a cosine)": queries @ means.T,
+                "only the queries are normalised, not the prototypes": _unit(queries) @ means.T,
+                "only the prototypes are normalised, not the queries": queries @ _unit(means).T,
+                "the prototypes are per-class sums, and only the queries are normalised":
+                    _unit(queries) @ (means * np.bincount(labels)[:, None]).T,
+                "the means of unit-length features are not normalised again, so they are not cosines":
+                    _unit(queries) @ unit_means.T,
+                "the columns follow the order in which classes first appear in the support set, not 0 to n_way - 1":
+                    want[:, first_seen]}
+        try:
+            values = _as_numbers(got, want).astype(float)
+        except WrongAnswer:
+            raise wrong from None
+        for bug, output in bugs.items():
+            if np.allclose(values, output, rtol=0, atol=1e-5):
+                return f"{bug}; {hint}"
+        raise wrong from None

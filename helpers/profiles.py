@@ -77,14 +77,16 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                  "synthetic_train_per_class": 5000, "synthetic_test_per_class": 1000},
     },
     "09_few_shot_multi_task": {
-        "smoke": {"episodes": 20, "multi_task_steps": 10, "transfer_per_class": 40, "base_steps": 10,
-                  "transfer_steps": 10, "blocks": [1, 3], "seeds": [0], "synthetic_train_per_class": 100,
+        # layer_steps: base B and every AnB/BnB run train the same number of steps (equal budgets);
+        # task_weights: the TASK_WEIGHT sweep of the multi-task run (TASK_WEIGHT itself is always in it)
+        "smoke": {"episodes": 20, "multi_task_steps": 10, "task_weights": [0.5, 1.0], "transfer_per_class": 40,
+                  "layer_steps": 10, "blocks": [1, 3], "seeds": [0], "synthetic_train_per_class": 100,
                   "synthetic_test_per_class": 30},
-        "cpu": {"episodes": 600, "multi_task_steps": 200, "transfer_per_class": 1000, "base_steps": 300,
-                "transfer_steps": 150, "blocks": [1, 2, 3], "seeds": [0], "synthetic_train_per_class": 1000,
-                "synthetic_test_per_class": 200},
-        "full": {"episodes": 2000, "multi_task_steps": 1000, "transfer_per_class": 4500, "base_steps": 2000,
-                 "transfer_steps": 1000, "blocks": [1, 2, 3, 4], "seeds": [0, 1, 2],
+        "cpu": {"episodes": 600, "multi_task_steps": 200, "task_weights": [0.25, 0.5, 0.75, 1.0],
+                "transfer_per_class": 1000, "layer_steps": 150, "blocks": [1, 2, 3, 4], "seeds": [0],
+                "synthetic_train_per_class": 1000, "synthetic_test_per_class": 200},
+        "full": {"episodes": 2000, "multi_task_steps": 1000, "task_weights": [0.1, 0.25, 0.5, 0.75, 0.9, 1.0],
+                 "transfer_per_class": 4500, "layer_steps": 1000, "blocks": [1, 2, 3, 4], "seeds": [0, 1, 2],
                  "synthetic_train_per_class": 5000, "synthetic_test_per_class": 1000},
     },
     "06_evaluation": {

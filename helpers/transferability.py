@@ -53,6 +53,24 @@ def mean_interval(values: list[float] | np.ndarray, level: float = 0.95) -> tupl
     return float(values.mean()), float(z * values.std(ddof=1) / np.sqrt(len(values)))
 
 
+def accuracy_noise(accuracy: float, n: int) -> float:
+    """95% half-width of one accuracy measured on n test images (binomial: test sampling only, not seeds)."""
+    return float(1.96 * np.sqrt(accuracy * (1 - accuracy) / n))
+
+
+def gap_noise(acc_a: float, acc_b: float, n: int) -> float:
+    """95% half-width of the gap between two accuracies, each on n test images (binomial, test sampling only)."""
+    return float(np.hypot(accuracy_noise(acc_a, n), accuracy_noise(acc_b, n)))
+
+
+def widened(low: float, high: float, width: float = 0.15) -> tuple[float, float]:
+    """Axis limits at least `width` wide around (low, high), so a one-point gap does not fill the plot."""
+    if high - low >= width:
+        return low, high
+    middle = (low + high) / 2
+    return middle - width / 2, middle + width / 2
+
+
 def course_blocks(model: models.TransferNet) -> list[nn.Module]:
     """List the course network's L = 4 transferable blocks, input side first (the head excluded)."""
     return models.blocks_in_order(model)[:-1]

@@ -75,6 +75,68 @@ def test_cosine_classifier_goes_by_angle_where_prototypes_go_by_distance():
     assert cosine_predict(support_x, support_y, 100 * query).tolist() == [1]  # and scale does not matter
 
 
+def _unit(x):
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _means(features, labels, classes):
+    return np.stack([features[labels == c].mean(0) for c in classes])
+
+
+PROTOTYPE_BUGS = {  # plausible wrong answers to exercise 09.2, each with what the check should name (or None)
+    "no L2 normalisation": (lambda s, y, q, n: q @ _means(s, y, range(n)).T, "nothing is normalised"),
+    "per-class sums, unnormalised": (lambda s, y, q, n: q @ np.stack([s[y == c].sum(0) for c in range(n)]).T,
+                                     None),
+    "per-class sums, only queries normalised": (
+        lambda s, y, q, n: _unit(q) @ np.stack([s[y == c].sum(0) for c in range(n)]).T, "per-class sums"),
+    "only queries normalised": (lambda s, y, q, n: _unit(q) @ _means(s, y, range(n)).T, "only the queries"),
+    "unit features averaged, not renormalised": (lambda s, y, q, n: _unit(q) @ _means(_unit(s), y, range(n)).T,
+                                                 "not normalised again"),
+    "support assumed grouped by class": (
+        lambda s, y, q, n: _unit(q) @ _unit(np.stack([part.mean(0) for part in np.array_split(s, n)])).T, None),
+    "labels out of step with the support rows": (
+        lambda s, y, q, n: _unit(q) @ _unit(_means(s, y[::-1], range(n))).T, None),
+    "classes in order of first appearance": (
+        lambda s, y, q, n: _unit(q) @ _unit(_means(s, y, dict.fromkeys(y.tolist()))).T, "first appear"),
+    "transposed": (lambda s, y, q, n: _unit(_means(s, y, range(n))) @ _unit(q).T, "expected shape (7, 4)"),
+    "predicted classes, not similarities": (
+        lambda s, y, q, n: (_unit(q) @ _unit(_means(s, y, range(n))).T).argmax(1), "expected shape (7, 4)"),
+}
+
+
+@pytest.mark.parametrize("bug", PROTOTYPE_BUGS)
+def test_the_prototype_exercise_check_rejects_plausible_bugs(bug):
+    from helpers import exercises
+
+    answer, named = PROTOTYPE_BUGS[bug]
+    verdict = exercises.problem("09.2", answer)
+    assert verdict is not None, f"09.2 passed a wrong answer: {bug}"
+    assert named is None or named in verdict, verdict
+    assert "raised" not in verdict or bug == "support assumed grouped by class"
+
+
+def test_the_prototype_exercise_accepts_both_cosine_centroids_and_tensors():
+    from helpers import exercises
+
+    def unit_features_first(s, y, q, n):  # the notebook's cosine_predict: unit features, their mean, normalised
+        return _unit(q) @ _unit(_means(_unit(s), y, range(n))).T
+
+    def in_torch(s, y, q, n):
+        s, q = torch.as_tensor(s, dtype=torch.float32), torch.as_tensor(q, dtype=torch.float32)
+        prototypes = torch.stack([s[torch.as_tensor(y) == c].mean(0) for c in range(n)])
+        return nn.functional.normalize(q, dim=1) @ nn.functional.normalize(prototypes, dim=1).T
+
+    assert exercises.problem("09.2", unit_features_first) is None
+    assert exercises.problem("09.2", in_torch) is None
+
+
+def test_the_noise_helpers_and_the_minimum_axis_range():
+    assert tr.accuracy_noise(0.5, 10_000) == pytest.approx(0.0098)
+    assert tr.gap_noise(0.8, 0.85, 5000) == pytest.approx(1.96 * np.sqrt((0.16 + 0.1275) / 5000))
+    assert tr.widened(0.85, 0.87) == pytest.approx((0.785, 0.935))
+    assert tr.widened(0.5, 0.9) == (0.5, 0.9)  # already wide enough: unchanged
+
+
 def test_mean_interval_matches_the_normal_formula():
     values = [0.2, 0.4, 0.6, 0.8]
     mean, half = tr.mean_interval(values)
