@@ -218,3 +218,36 @@ def test_unknown_part_and_bad_ranges_are_refused():
                          ({"TASK_WEIGHT": 1.5}, "TASK_WEIGHT=1.5 is out of range")):
         with pytest.raises(parameters.ParameterError, match=message):
             parameters.check_parameters({**good, **bad}, choices={"PART": tr.PARTS})
+
+
+# ------------------------------------------------------------------------------------------- benchmark
+
+def test_the_layer_benchmark_averages_paired_differences_and_the_weight_sweep_over_seeds(tmp_path):
+    from benchmarks.layers import few_shot_rows, layer_rows, multi_task_rows, plot
+
+    def record(seed):
+        return {"few_shot": [{"K": k, "method": m, "accuracy": 0.5 + seed / 100, "ci95": 0.01}
+                             for k in (1, 10) for m in ("a", "b")],
+                "few_shot_paired": [{"K": k, "difference": "a - b", "mean": 0.02 * seed, "low": -0.01, "high": 0.03}
+                                    for k in (1, 10)],
+                "multi_task": [{"training": t, "source_acc": 0.8, "target_acc": 0.7 + seed / 100}
+                               for t in ("source model (03), before", "multi-task", "sequential")],
+                "task_weight_sweep": [{"task_weight": w, "source_acc": 0.9 - w / 10, "target_acc": 0.6 + w / 10}
+                                      for w in (0.25, 1.0)],
+                "layers": [{"variant": v, "n": n, "test_acc": 0.8} for v in VARIANTS_AND_BASE for n in (0, 4)]}
+
+    metrics = [record(0), record(2)]
+    few = few_shot_rows(metrics)
+    paired = [r for r in few if r["table"].startswith("few-shot paired")]
+    assert [r["n"] for r in paired] == ["K=1", "K=10"] and paired[0]["test_acc"] == 0.02
+    assert paired[0]["seeds"] == 2 and paired[0]["note"] == "paired episode CI +-0.020"
+    assert [r["n"] for r in few if r["table"] == "few-shot (5-way)"] == ["K=1", "K=1", "K=10", "K=10"]
+    sweep = [r for r in multi_task_rows(metrics) if r["table"] == "task weight"]
+    assert [(r["variant"], r["n"], r["test_acc"]) for r in sweep] == [
+        ("w=0.25", "source_acc", 0.875), ("w=0.25", "target_acc", 0.625), ("w=1.0", "source_acc", 0.8),
+        ("w=1.0", "target_acc", 0.7)]
+    assert few_shot_rows([{k: v for k, v in record(0).items() if k != "few_shot_paired"}])  # an older record
+    assert plot(layer_rows(metrics), tmp_path / "layers.png", n_test=5000).stat().st_size > 0
+
+
+VARIANTS_AND_BASE = ("base B", *tr.VARIANTS)
