@@ -122,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     if not records:
         return 1
     metrics = [record["metrics"] for record in records]
+    if any("layer_steps" not in m for m in metrics):  # a resumed run from before equal budgets: not comparable
+        print(f"Runs under {root / 'runs'} were recorded before base B and the AnB/BnB networks had equal budgets; "
+              "rerun with --fresh.", file=sys.stderr)
+        return 1
     grid = layer_rows(metrics)
     identity = records[0]["data"]
     n_test = metrics[0].get("base_b_noise", {}).get("test_images")  # runs recorded before the band have none
