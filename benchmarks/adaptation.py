@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     if smoothing is not None:
         source = pretrain_with_smoothing(root, args.profile, smoothing)
         source_note = (f"a source model trained by notebook 03 with LABEL_SMOOTHING = {smoothing:g} (source test "
-                       f"accuracy {source['metrics']['test_acc']:.4f})")
+                       f"accuracy {source['metrics']['source_test_acc']:.4f})")
     method = "all" if smoothing is None else "tent"  # the smoothing question needs the online methods only
     results = run_sweep("07_domain_adaptation", {"PROFILE": [args.profile], "CORRUPTION": [args.corruption],
                                                  "METHOD": [method], "SEED": list(range(args.seeds))}, root / "runs")
@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         means = spread([m["mean_over_corruptions"][method_name] for m in metrics])
         rows.append({"method": method_name, "where": f"mean of {len(CORRUPTIONS)} corruptions, severity 5",
                      "accuracy": round(means["mean"], 4), "seed_std": round(means["std"], 4),
-                     "seconds": round(float(np.mean([m["seconds"].get(method_name, np.nan) for m in metrics])), 1)})
+                     "seconds": (round(float(np.mean([m["seconds"][method_name] for m in metrics])), 1)
+                                 if all(method_name in m["seconds"] for m in metrics) else "not timed")})
     unadapted = spread([m["on_corruption"]["none"] for m in metrics])["mean"]
     where = f"{args.corruption}, severity 5 (no adaptation {unadapted:.3f})"
     for method_name in (m for m in TRAINED if all(m in r["on_corruption"] for r in metrics)):
