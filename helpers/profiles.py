@@ -67,7 +67,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                   "teacher": {"num_epochs": 2, "min_steps": 10, "batch_size": 32, "lr": 0.01},
                   "temperatures": [1, 4], "alphas": [0.5, 1.0], "synthetic_train_per_class": 100,
                   "synthetic_test_per_class": 20},
-        "cpu": {"pool_images": 10000, "student_steps": 500, "sweep_steps": 120, "self_training_steps": 400,
+        "cpu": {"pool_images": 10000, "student_steps": 500, "sweep_steps": 120, "self_training_steps": 300,
                 "teacher": {"num_epochs": 25, "min_steps": 200, "batch_size": 64, "lr": 0.01},
                 "temperatures": [1, 2, 4, 8], "alphas": [0.0, 0.5, 1.0], "synthetic_train_per_class": 1000,
                 "synthetic_test_per_class": 200},

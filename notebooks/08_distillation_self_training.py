@@ -17,16 +17,22 @@
 # were, never to train or to choose.
 #
 # **Learning objectives**
-# - Write the distillation loss (soft targets at temperature T, the T² factor, the mix with the hard labels)
-#   and see what T, α and the T² factor do in a real run.
+# - Write the distillation loss (soft targets at temperature T, the T² factor, the mix with the hard labels),
+#   see what a temperature does to a teacher's predictions, and what T, α and the T² factor do in a real run.
 # - Compress: a student with over 5x fewer parameters, timed, trained on labels only, on the teacher's soft
 #   labels, and on the teacher's labels of the unlabelled pool.
-# - Write the pseudo-labelling step (a confidence threshold, class balance) and train a noisy student.
-# - See confirmation bias: a student that learns its teacher's mistakes.
-# - Do distillation in Keras with a custom `train_step`.
+# - Write the pseudo-labelling step (a confidence threshold, class balance) and train a noisy student
+#   (RandAugment and cutout on its inputs).
+# - Measure confirmation bias, a student that learns its teacher's mistakes, in a 2 × 2 grid that separates the
+#   input noise from the filtering of pseudo-labels.
+# - Do distillation in Keras with a custom `train_step`, and know why `keras.distillation` does not fit here.
+# - Write the distillation loss yourself (coding exercise 5), checked against the pitfalls: the T² factor,
+#   which term α weighs, the direction of the KL divergence, its average over the batch.
 #
-# **Estimated time** (`cpu` profile, 2 CPU cores, CIFAR-10 JPEG copy): about 7 minutes (408 s in our run, with
-# the teacher already cached; fine-tuning it takes well under a minute more); `smoke` about a minute and a half.
+# **Estimated time** (`cpu` profile, 2 CPU cores, CIFAR-10 JPEG copy): about 9 minutes with the teacher already
+# cached, an estimate from the step times (the 2 × 2 grid's four self-training rounds of 300 steps replaced two
+# rounds of 400; not yet re-timed); fine-tuning the teacher takes well under a minute more; `smoke` about two
+# minutes.
 # No GPU needed; with one, the teacher and every student train on it in bfloat16 (the speed table still times
 # inference on the CPU, where a small student is deployed). `full` profile on one GPU: about 9 min
 # (a target, not yet measured). The benchmark (`make bench-distill`) runs the longer versions behind the README's table.
@@ -155,6 +161,37 @@ reference = tm.distillation_loss(check_logits[0], check_logits[1], check_labels,
 torch.testing.assert_close(ours, reference)
 print(f"distillation loss at T={TEMPERATURE}, alpha={ALPHA}: {ours.item():.5f}, notebook 02's helper "
       f"{reference.item():.5f}")
+
+# %% [markdown]
+# What the temperature does to the teacher's targets, on three pool images: the one the teacher is most sure of,
+# a middling one and the one it is least sure of (among the first few hundred). Each row is one image, each panel
+# the same logits softened at another T. What to look at: at T = 1 the top class takes almost everything on a
+# confident image; as T grows the other bars rise, and it is their *order* (which wrong class the teacher finds
+# closest) that the soft term passes on beyond the label. On an image the teacher is unsure of, even T = 1 is
+# far from one-hot.
+
+# %%
+def softened(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(logits / T) along the last axis."""
+    scaled = np.exp((logits - logits.max(-1, keepdims=True)) / temperature)
+    return scaled / scaled.sum(-1, keepdims=True)
+
+
+shown_temperatures = (1, 4, 8)
+glance_logits = distill.predict_logits(teacher, x_pool[:300])
+glance_confidence = softened(glance_logits, 1.0).max(1)
+shown = np.argsort(-glance_confidence, kind="stable")[[0, len(glance_confidence) // 2, -1]]
+fig, axes = plt.subplots(len(shown), 1 + len(shown_temperatures), figsize=(10, 2.1 * len(shown)),
+                         gridspec_kw={"width_ratios": [0.6] + [1] * len(shown_temperatures)})
+for row, image in zip(axes, shown, strict=True):
+    row[0].imshow(x_pool[image])
+    row[0].set_axis_off()
+    for ax, temperature in zip(row[1:], shown_temperatures, strict=True):
+        ax.bar(range(num_classes), softened(glance_logits[image], temperature), color="tab:blue")
+        ax.set(ylim=(0, 1), xticks=range(num_classes), title=f"T = {temperature}")
+        ax.set_xticklabels(target.class_names, rotation=45, fontsize=7)
+fig.tight_layout()
+plt.show()
 
 # %% [markdown]
 # ## 2 · A student five times smaller
@@ -327,6 +364,13 @@ if METHOD in ("all", "distillation"):
 # soft term as in the formula above. Its `alpha=0.1` is our α = 0.9; carrying a value across without flipping it
 # trains a student on the labels almost alone. (The current version of the example overrides `compute_loss`
 # rather than `train_step`; the loss is the same.)
+#
+# Keras 3 also ships a ready-made `keras.distillation.Distiller` (with `LogitsDistillation`, which applies the
+# same T² to its KL term, and `FeatureDistillation`). It is not used here, for two reasons that its source
+# makes plain: it runs a Keras *teacher model* on every batch, while this teacher is a PyTorch network whose
+# logits are computed once, and its supervised term takes a label for every image (its sample weights are
+# unused), so it cannot leave the pool's unlabelled images out of the hard term as the loss above does. Its
+# `student_loss_weight` weighs the hard term, the reverse of α here, as in the example.
 
 # %%
 if METHOD in ("all", "distillation"):
@@ -484,14 +528,16 @@ print(f"The teacher was right on {all_right:.1%} of the {len(x_pool):,} pool ima
 # ## 7 · A noisy student
 # The student starts from the **source** weights (notebook 03's model, a new head), not from the teacher, and
 # trains on the labelled images plus the kept pseudo-labels under **strong noise**: besides the usual crop and
-# flip, every image gets its own brightness, contrast and saturation change and a square cut out: colour jitter
-# and cutout (DeVries & Taylor, 2017), a lighter noise than the RandAugment that Noisy Student used (Cubuk et al.,
-# 2020: random operations drawn from a list of fourteen). The noise is the point of Noisy Student: the teacher
-# labelled clean images, the student must give the same answer on harder versions of them, so it learns more than
-# a copy of the teacher.
+# flip, every image gets its own RandAugment (Cubuk et al., 2020; torchvision's `v2.RandAugment`, two operations
+# per image drawn from a list of fourteen: rotations, shears, shifts, colour, contrast, posterize, solarize and
+# others, at magnitude 9 on its 0-30 scale), then a square cut out (cutout, DeVries & Taylor, 2017). Noisy Student
+# used RandAugment with two operations per image too, at a higher magnitude on ImageNet's larger images. The noise
+# is the point of Noisy Student: the teacher labelled clean images, the student must give the same answer on
+# harder versions of them, so it learns more than a copy of the teacher.
 # Noisy Student also noises the *model*, with dropout and stochastic depth in the student; this notebook's student
 # has neither, so only its input is noised, and its result is a partial reproduction of the recipe. Each round's
-# student becomes the next round's teacher.
+# student becomes the next round's teacher. RandAugment works image by image, so a noisy round costs more time per
+# step than a clean one: the table's seconds show how much.
 
 # %%
 def self_training_round(labeller: nn.Module, threshold: float, balance: bool, strong: bool,
@@ -539,57 +585,85 @@ for r in rounds:
 # The benchmark gives the round more steps and the whole pool: the README's self-training record (3 seeds at 50
 # labels per class) holds how far the noisy student ends above its teacher when trained longer.
 #
-# ## 8 · Confirmation bias, measured
-# The same round with a bad setting: every pseudo-label kept (a threshold at chance, 1/5, no balance) and no
-# strong noise, so the student is asked to reproduce all of its teacher's answers, mistakes included, on images
-# it sees almost as the teacher did. Whatever the student gains over its teacher comes from what it can correct;
-# here it has every reason to copy. (This run is part of `METHOD="all"` only.)
+# ## 8 · Confirmation bias, measured: noise × filtering
+# A student trained on its teacher's pseudo-labels can learn the teacher's mistakes and confirm them
+# (confirmation bias, Arazo et al., 2020). Two parts of the recipe stand against it, and they work differently:
+# - the **filter** (section 6: the threshold `THRESHOLD` and class balance `BALANCE`) keeps fewer wrong labels,
+#   at the price of fewer images;
+# - the **noise** (section 7: RandAugment and cutout) makes copying the teacher harder than learning the classes:
+#   the teacher's answer on a clean image must be given on a distorted one.
 #
-# Note what this comparison can and cannot tell. The bad setting changes **three** things at once, the threshold,
-# the balancing and the noise, so a difference between the two rows cannot be put down to any one of them: in
-# particular it does not isolate the effect of noise. It also trains on more images. Telling the three apart
-# takes one change at a time (for instance threshold × noise, a 2 × 2 grid of rounds).
+# Changing both at once would not say which one matters, so the round is run four times, one factor at a time:
+# noise strong or none (crop and flip only), and filtering on (`THRESHOLD`, `BALANCE`) or off (every
+# pseudo-label kept: a threshold at chance, 1/5, no balance). Every cell starts from the source weights with the
+# same seed and the same number of steps, with the teacher of section 7 as labeller; the (strong, filtered) cell
+# *is* round 1 above. (The grid runs with self-training, `METHOD="all"` or `"self_training"`.)
 
 # %%
-if METHOD == "all":
-    start = time.perf_counter()
-    biased, biased_info = self_training_round(teacher, 1 / num_classes, balance=False, strong=False,
-                                              desc="keep everything, no noise")
-    results["self-training, keep everything, no noise"], biased_probs = test_accuracy(biased)
-    seconds["self-training, keep everything, no noise"] = time.perf_counter() - start
-    print(reporting.markdown_table([
-        {"setting": f"threshold {THRESHOLD}, balance {BALANCE}, strong noise", "kept": rounds[0]["kept"],
-         "pseudo_right": rounds[0]["pseudo_right"], "test_acc": round(rounds[0]["test_acc"], 4)},
-        {"setting": "keep everything, no noise", "kept": biased_info["kept"],
-         "pseudo_right": biased_info["pseudo_right"],
-         "test_acc": round(results["self-training, keep everything, no noise"], 4)},
-        {"setting": "(teacher)", "test_acc": round(teacher_acc, 4)}], ["setting", "kept", "pseudo_right", "test_acc"]))
+grid, grid_preds = [], {}
+if METHOD in ("all", "self_training"):
+    filterings = {"filtered": (THRESHOLD, BALANCE), "keep everything": (1 / num_classes, False)}
+    for noise, strong in (("strong", True), ("none", False)):
+        for filtering, (threshold, balance) in filterings.items():
+            start = time.perf_counter()
+            if strong and filtering == "filtered":  # round 1 of section 7: the same cell, already trained
+                cell, probs = rounds[0], test_probs["self-training, round 1"]
+            else:
+                student, cell = self_training_round(teacher, threshold, balance, strong=strong,
+                                                    desc=f"noise {noise}, {filtering}")
+                cell = {**cell, "seconds": time.perf_counter() - start}
+                cell["test_acc"], probs = test_accuracy(student)
+            grid.append({"noise": noise, "filter": filtering, "kept": cell["kept"],
+                         "pseudo_right": cell["pseudo_right"], "test_acc": cell["test_acc"],
+                         "seconds": cell["seconds"]})
+            grid_preds[noise, filtering] = probs.argmax(1)
+    print(reporting.markdown_table(
+        [{**row, "test_acc": round(row["test_acc"], 4), "seconds": round(row["seconds"])} for row in grid]
+        + [{"noise": "(teacher)", "test_acc": round(teacher_acc, 4)}],
+        ["noise", "filter", "kept", "pseudo_right", "test_acc", "seconds"]))
+    print(f"{config['self_training_steps']} steps per cell; filtered: threshold {THRESHOLD}, balance {BALANCE}; "
+          f"keep everything: threshold 1/{num_classes}, no balance")
 
 # %% [markdown]
-# Measured, not assumed: the cell below reads the two rows. If the bad setting ends close to the good one although
-# far more of its labels are wrong, a student that starts from the source weights and sees more images has
-# absorbed those wrong labels almost without paying for them, on this one seed (the README's confirmation-bias
-# note records such a tie at 50 labels per class). Either way, the three changes above are confounded. The filter
-# should matter more when the teacher is worse (exercise 1: try 10 labels per class) and over several rounds,
-# where each round's mistakes become the next round's labels.
+# A **main effect** averages over the other factor: the effect of noise is the mean of its two rows (filtered
+# and unfiltered) minus the mean of the two rows without it, so it holds whichever filtering is used; likewise for
+# filtering. The intervals pair the cells on the same test images. The **interaction** asks whether noise helps
+# more without the filter than with it: the mechanism above predicts that it should, since without the filter
+# there are more wrong labels to resist. With one run per cell the intervals cover the test set's noise, not the
+# seed's (the README's benchmark gives the grid over seeds), and a student that sees more images can absorb a
+# share of wrong labels at little cost: the filter should matter more with a worse teacher (exercise 1: 10 labels
+# per class) and over several rounds, where each round's mistakes become the next round's labels.
 
 # %%
-if METHOD == "all":
-    good, bad = rounds[0], biased_info
-    bad_acc = results["self-training, keep everything, no noise"]
-    verb = "beat" if bad_acc > good["test_acc"] else "tied" if bad_acc == good["test_acc"] else "trailed"
-    print(f"The bad setting {verb} the good one, {bad_acc:.3f} against {good['test_acc']:.3f}, bad minus good "
-          f"{gap_reading(biased_probs.argmax(1), test_probs['self-training, round 1'].argmax(1))}.")
-    right = lambda info: "n/a" if info["pseudo_right"] is None else f"{info['pseudo_right']:.0%}"  # noqa: E731
-    print(f"Its pseudo-labels were {right(bad)} right against {right(good)}, on {len(y_labelled) + bad['kept']:,} "
-          f"training images against {len(y_labelled) + good['kept']:,}; threshold, balance and noise all differ, "
-          "so no one of them explains the gap.")
-#
+if grid:
+    cell = {(row["noise"], row["filter"]): row for row in grid}
+    level = lambda factor, value: np.stack([preds for key, preds in grid_preds.items()  # noqa: E731
+                                            if key[factor] == value])  # the cells at one level of a factor
+    print(f"Noise, strong minus none (averaged over filtering): {gap_reading(level(0, 'strong'), level(0, 'none'))}.")
+    print(f"Filtering, threshold and balance minus keep everything (averaged over noise): "
+          f"{gap_reading(level(1, 'filtered'), level(1, 'keep everything'))}.")
+    with_filter, without = (cell["strong", f]["test_acc"] - cell["none", f]["test_acc"] for f in filterings)
+    # (noise's effect without the filter) - (with it) = 2 x [mean of two cells - mean of the other two], paired
+    half = bootstrap_difference(target.y_test, np.stack([grid_preds["strong", "keep everything"],
+                                                         grid_preds["none", "filtered"]]),
+                                np.stack([grid_preds["none", "keep everything"], grid_preds["strong", "filtered"]]),
+                                seed=SEED)
+    gap, low, high = (2 * value for value in half)
+    print(f"Noise moved the student {with_filter * 100:+.1f} points with the filter and {without * 100:+.1f} without "
+          f"it: the interaction, without minus with, is {gap * 100:+.1f} points (95% interval {low * 100:+.1f} to "
+          f"{high * 100:+.1f} {noise_verdict(low, high)}); the mechanism predicts a positive sign.")
+    share = lambda value: "n/a" if value is None else f"{value:.0%}"  # noqa: E731
+    print(f"The filter kept {cell['strong', 'filtered']['kept']:,} pseudo-labels "
+          f"({share(cell['strong', 'filtered']['pseudo_right'])} right), keeping everything "
+          f"{cell['strong', 'keep everything']['kept']:,} ({share(cell['strong', 'keep everything']['pseudo_right'])} "
+          "right).")
+
+# %% [markdown]
 # ## Record the run
-# `metrics.json` holds every accuracy above, the sweeps, the rounds and the timings, with the configuration,
-# data, teacher and versions; `predictions.npz` holds the test predictions of the run's main model (the last
-# self-training round, or the distilled student on labelled + pool with `METHOD="distillation"`), so notebook
-# 06 and the sweep read this run like any fine-tuning run.
+# `metrics.json` holds every accuracy above, the sweeps, the rounds, the 2 × 2 grid (`noise_x_filter`) and the
+# timings, with the configuration, data, teacher and versions; `predictions.npz` holds the test predictions of
+# the run's main model (the last self-training round, or the distilled student on labelled + pool with
+# `METHOD="distillation"`), so notebook 06 and the sweep read this run like any fine-tuning run.
 
 # %%
 main_model = (f"self-training, round {ROUNDS}" if METHOD in ("all", "self_training")
@@ -600,6 +674,7 @@ reporting.save_predictions(run_folder, y_true=target.y_test, probs=test_probs[ma
 metrics = {"test_acc": test_acc, "main_model": main_model, "teacher_acc": teacher_acc,
            "results": results, "seconds": {k: round(v, 1) for k, v in seconds.items()}, "rounds": rounds,
            "sweep": [{"temperature": t, "alpha": a, "t_squared": s, "test_acc": v} for (t, a, s), v in sweep.items()],
+           "noise_x_filter": [{**row, "seconds": round(row["seconds"], 1)} for row in grid],
            "student_parameters": distill.parameter_count(student_template),
            "teacher_parameters": distill.parameter_count(teacher), "speed_seconds_per_image": speed,
            "num_labelled": len(y_labelled), "pool_images": len(x_pool),
@@ -639,7 +714,7 @@ metrics_path = reporting.save_run(run_folder, config, target.identity, metrics, 
 # </details>
 
 # %% [markdown]
-# ### Coding exercise
+# ### Coding exercises
 # 4. A threshold trades quantity for quality. Write `kept_precision(probs, true_labels, threshold)`: how many
 #    predictions have a top probability of at least `threshold`, and what fraction of those are right (`None`
 #    when none is kept). Then call it on the teacher's pool predictions at a few thresholds to see the trade
@@ -657,6 +732,29 @@ exercises.check("08.1", kept_precision)
 
 
 # %% [markdown]
+# 5. The mechanism itself. Without scrolling back to section 1, write
+#    `distillation_loss_by_hand(student_logits, teacher_logits, labels, temperature, alpha)` for a batch where
+#    every image has a label:
+#    α T² KL(softmax(teacher / T) ‖ softmax(student / T)) + (1 − α) CE(student, labels), with α weighing the
+#    teacher's soft term as in this notebook, the KL divergence summed over the classes and averaged over the rows
+#    (what PyTorch calls `reduction="batchmean"`). Use torch operations, so gradients reach the student's logits.
+#    The check tries two settings of T and α and names the usual slips: a missing T², α on the wrong term, the KL
+#    divergence the wrong way round (`nn.functional.kl_div(input, target)` takes the *student's* log-probabilities
+#    as `input` and the teacher's probabilities as `target`), a sum or a mean over every entry instead of
+#    'batchmean'. Reference solution: `solutions/08_distillation_self_training.py`.
+
+# %%
+def distillation_loss_by_hand(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
+                              temperature: float, alpha: float) -> torch.Tensor:
+    """alpha * T^2 * KL(teacher_T || student_T), averaged over the rows, + (1 - alpha) * cross-entropy."""
+    raise NotImplementedError  # your code here
+
+
+# %%
+exercises.check("08.2", distillation_loss_by_hand)
+
+
+# %% [markdown]
 # ## Summary
 # - Distillation trains a student on a teacher's softened predictions: α T² KL + (1 − α) CE; the T² keeps the
 #   soft term's gradient size independent of T; without it, at T = 8 the soft term's gradient is 64 times smaller
@@ -664,9 +762,13 @@ exercises.check("08.1", kept_precision)
 # - A student over 5x smaller learns far more from the teacher's labels of unlabelled images than from the few
 #   true labels (the README's distillation benchmark): the unlabelled pool is where transfer through predictions
 #   pays.
-# - Self-training keeps the teacher's confident pseudo-labels (threshold, class balance) and trains a noisy
-#   student, which can overtake its teacher. The threshold trades coverage for label quality; whether keeping
-#   wrong labels hurts (confirmation bias) depends on how wrong the teacher is: measure it, as section 8 does.
+# - Self-training keeps the teacher's confident pseudo-labels (threshold, class balance) and trains a student
+#   under strong input noise (RandAugment and cutout), which can overtake its teacher. The threshold trades
+#   coverage for label quality; whether keeping wrong labels hurts (confirmation bias) depends on how wrong the
+#   teacher is: measure it, one factor at a time, as section 8's 2 × 2 grid of noise and filtering does (main
+#   effects with paired intervals on the same test images).
+# - Keras: the same loss fits in a custom `train_step`; the ready-made `keras.distillation.Distiller` needs a Keras
+#   teacher model and a label for every image, so it does not fit a pool of unlabelled images.
 # - The pool's true labels were read only to report; every choice used the labelled images or was fixed in
 #   advance.
 #
@@ -684,4 +786,5 @@ exercises.check("08.1", kept_precision)
 # - DeVries, Taylor (2017). *Improved regularization of convolutional neural networks with cutout*.
 #   arXiv:1708.04552.
 # - Müller, Kornblith, Hinton (2019). *When does label smoothing help?* NeurIPS.
-# - Keras example: *Knowledge distillation* (keras.io/examples/vision/knowledge_distillation).
+# - Keras example: *Knowledge distillation* (keras.io/examples/vision/knowledge_distillation); Keras API:
+#   `keras.distillation` (keras.io/api/distillation).
