@@ -376,6 +376,46 @@ def _kept_precision(answer: Callable[..., Any]) -> str | None:
     return None
 
 
+def _distillation_variants(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, temperature: float,
+                           alpha: float) -> dict[str, torch.Tensor]:
+    """Compute the plausible mistakes in a distillation loss, each under the hint that mends it."""
+    log_student = (student / temperature).log_softmax(1)
+    log_teacher = (teacher / temperature).log_softmax(1)
+    kl_rows = (log_teacher.exp() * (log_teacher - log_student)).sum(1)  # KL(teacher || student), one per row
+    reversed_rows = (log_student.exp() * (log_student - log_teacher)).sum(1)
+    hard = nn.functional.cross_entropy(student, labels)
+    mix = lambda soft, t2=temperature ** 2, a=alpha: a * t2 * soft + (1 - a) * hard  # noqa: E731
+    return {"multiply the soft term by T² (without it its gradient shrinks like 1/T²)": mix(kl_rows.mean(), 1.0),
+            "α weighs the soft (teacher) term and 1 - α the cross-entropy on the labels, as in section 1":
+                mix(kl_rows.mean(), a=1 - alpha),
+            "the KL divergence runs from the teacher to the student, KL(p_teacher || p_student): the teacher's "
+            "probabilities weigh the log-ratio": mix(reversed_rows.mean()),
+            "average the KL divergence over the batch (sum over classes, mean over rows: 'batchmean'), not sum it":
+                mix(kl_rows.sum()),
+            "average the KL divergence over the rows only ('batchmean'), not over rows and classes ('mean')":
+                mix(kl_rows.mean() / student.shape[1])}
+
+
+@exercise("08.2", "the distillation loss")
+def _distillation_loss(answer: Callable[..., Any]) -> str | None:
+    torch.manual_seed(8)
+    for temperature, alpha in ((4.0, 0.9), (2.0, 0.3)):
+        student, teacher = (torch.randn(16, 5) * 2).requires_grad_(), torch.randn(16, 5) * 3
+        labels = torch.randint(0, 5, (16,))
+        got = answer(student, teacher, labels, temperature, alpha)
+        want = tm.distillation_loss(student, teacher, labels, temperature, alpha)
+        if not torch.is_tensor(got) or not got.requires_grad:
+            return "return a tensor that gradients flow through (use torch operations, not .item() or numpy)"
+        for hint, wrong in _distillation_variants(student, teacher, labels, temperature, alpha).items():
+            if got.shape == () and torch.isclose(got.detach(), wrong.detach(), rtol=1e-5, atol=1e-7):
+                return (f"at T = {temperature:g}, α = {alpha:g} you got {got.item():.6g}, expected "
+                        f"{want.item():.6g}: {hint}")
+        expect(got, want, "α T² KL(softmax(teacher / T) || softmax(student / T)), averaged over the rows, plus "
+               "(1 - α) times the cross-entropy of the student's logits with the labels", rtol=1e-5, atol=1e-7,
+               name=f"at T = {temperature:g}, α = {alpha:g}")
+    return None
+
+
 # --------------------------------------------------------------------------------------------- notebook 09
 
 @exercise("09.1", "accuracy over episodes with its interval")

@@ -66,3 +66,26 @@ def _reversal_ignoring_lambda(x: torch.Tensor, lambd: float) -> torch.Tensor:
                          ids=["identity both ways", "negated forward", "detached", "lambda ignored"])
 def test_the_gradient_reversal_check_fails_each_plausible_bug(wrong):
     assert exercises.problem("07.2", wrong) is not None
+
+
+def _distillation_bug(t_squared: bool = True, swap_alpha: bool = False, reverse_kl: bool = False,
+                      reduction: str = "batchmean"):
+    """The distillation loss with one plausible slip, built with kl_div (not from the check's own code)."""
+    def loss(student, teacher, labels, temperature, alpha):
+        log_student, log_teacher = (student / temperature).log_softmax(1), (teacher / temperature).log_softmax(1)
+        first, second = (log_teacher, log_student) if reverse_kl else (log_student, log_teacher)
+        soft = nn.functional.kl_div(first, second, reduction=reduction, log_target=True)
+        weight = 1 - alpha if swap_alpha else alpha
+        hard = nn.functional.cross_entropy(student, labels)
+        return weight * (temperature ** 2 if t_squared else 1.0) * soft + (1 - weight) * hard
+    return loss
+
+
+def test_the_distillation_loss_check_names_each_plausible_bug():
+    assert exercises.problem("08.2", _distillation_bug()) is None  # kl_div's batchmean is the right reduction
+    for bug, words in ((_distillation_bug(t_squared=False), "T²"), (_distillation_bug(swap_alpha=True), "α weighs"),
+                       (_distillation_bug(reverse_kl=True), "teacher to the student"),
+                       (_distillation_bug(reduction="sum"), "not sum"), (_distillation_bug(reduction="mean"), "'mean'"),
+                       (lambda s, t, y, temperature, alpha: _distillation_bug()(s, t, y, temperature, alpha).item(),
+                        "gradients")):
+        assert words in exercises.problem("08.2", bug)
