@@ -1,7 +1,8 @@
 """Benchmark: distillation and self-training (notebook 08) on the target task, under the honest few-label protocol.
 
 Runs notebook 08 through papermill (offline, on a local CIFAR-10 copy): self-training (`METHOD="self_training"`,
-every unlabelled training image in the pool) at each label count (3 seeds at 50 per class, 1 elsewhere), and
+every unlabelled training image in the pool; each run also trains the noise x filtering grid, three more rounds
+beside round 1) at each label count (3 seeds at 50 per class, 1 elsewhere), and
 distillation (`METHOD="distillation"`: labels only, distilled on the labelled images, distilled on labelled +
 pool, with the sweeps and the Keras distiller) at 50 and 500 labels per class (3 seeds at 500, 1 at 50).
 Teachers are LP-FT on the labelled images (cached per label set and seed). Targets: self-training >= 0.85 at 50
@@ -40,6 +41,36 @@ def summarise(records: list[dict], method: str) -> list[dict]:
                          "test_acc": round(values["mean"], 4), "seed_std": round(values["std"], 4),
                          "seconds": round(sum(seconds) / len(seconds)) if seconds else "-"})
     return rows
+
+
+def summarise_grid(records: list[dict]) -> list[dict]:
+    """One row per label count and cell of the noise x filtering grid: mean and seed spread over seeds."""
+    rows = []
+    for labels in sorted({r["config"]["labels_per_class"] for r in records}):
+        cells = [cell for r in records if r["config"]["labels_per_class"] == labels
+                 for cell in r["metrics"].get("noise_x_filter", [])]
+        for noise, filtering in dict.fromkeys((cell["noise"], cell["filter"]) for cell in cells):
+            group = [cell for cell in cells if (cell["noise"], cell["filter"]) == (noise, filtering)]
+            values = spread([cell["test_acc"] for cell in group])
+            right = [cell["pseudo_right"] for cell in group if cell["pseudo_right"] is not None]
+            rows.append({"method": "self-training, noise x filtering", "labels": labels,
+                         "model": f"noise {noise}, {filtering}", "seeds": values["n"],
+                         "test_acc": round(values["mean"], 4), "seed_std": round(values["std"], 4),
+                         "seconds": round(sum(cell["seconds"] for cell in group) / len(group)),
+                         "kept": round(sum(cell["kept"] for cell in group) / len(group)),
+                         "pseudo_right": round(sum(right) / len(right), 4) if right else "-"})
+    return rows
+
+
+def main_effects(rows: list[dict], labels: int) -> str:
+    """'noise +x.x points, filtering +y.y points': each factor's mean over the other's two levels, in points."""
+    acc = {r["model"]: r["test_acc"] for r in rows if r["labels"] == labels and "filtering" in r["method"]}
+    if len(acc) != 4:
+        return "not run"
+    cell = lambda noise, filtering: acc[f"noise {noise}, {filtering}"]  # noqa: E731
+    noise = sum(cell("strong", f) - cell("none", f) for f in ("filtered", "keep everything")) / 2
+    filtering = sum(cell(n, "filtered") - cell(n, "keep everything") for n in ("strong", "none")) / 2
+    return f"noise {noise * 100:+.1f} points, filtering {filtering * 100:+.1f} points"
 
 
 def value(rows: list[dict], labels: int, model: str) -> float | None:
@@ -81,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     if not any(records.values()):
         print("No run finished; see the executed notebooks under", root, file=sys.stderr)
         return 1
-    rows = summarise(records["self_training"], "self-training") + summarise(records["distillation"], "distillation")
+    grid = summarise_grid(records["self_training"])
+    rows = (summarise(records["self_training"], "self-training") + grid
+            + summarise(records["distillation"], "distillation"))
     st50, distilled500 = value(rows, 50, "self-training, round 1"), value(rows, 500, "distilled, labelled + pool")
     teacher500 = value(rows, 500, "teacher")
     distilled50, label_only50 = value(rows, 50, "distilled, labelled + pool"), value(rows, 50, "labels only")
@@ -96,12 +129,17 @@ def main(argv: list[str] | None = None) -> int:
     }
     identity = next(rec for group in records.values() for rec in group)["data"]
     keras_steps = next((rec["config"]["sweep_steps"] for rec in records["distillation"]), "-")
-    write_benchmark("distillation", rows, ["method", "labels", "model", "seeds", "test_acc", "seed_std", "seconds"],
+    effects = "; ".join(f"{labels} labels/class: {main_effects(grid, labels)}" for labels in sorted(
+        {r["labels"] for r in grid}))
+    write_benchmark("distillation", rows, ["method", "labels", "model", "seeds", "test_acc", "seed_std", "seconds",
+                                           "kept", "pseudo_right"],
                     {**identity, "name": data_name(identity)},
                     notes=f"profile {args.profile}, every unlabelled training image in the pool; self-training "
                           f"{args.steps} steps per round, distilled students {args.student_steps} steps (the Keras "
                           f"row is the notebook's side-by-side check at its sweeps' {keras_steps} steps); teachers "
-                          "LP-FT on the labelled images. Targets: " + "; ".join(
+                          "LP-FT on the labelled images. Noise x filtering, main effects (means over seeds; each "
+                          f"cell {args.steps} steps, the (strong, filtered) cell is round 1): {effects}. "
+                          "Targets: " + "; ".join(
                               f"{name}: {'not run' if ok is None else 'met' if ok else 'NOT met'}"
                               for name, ok in checks.items()))
     return 0 if all(len(group) for group in records.values()) and len(records["self_training"]) == len(

@@ -71,6 +71,26 @@ def test_distillation_summary_averages_seeds_and_times_rounds():
     assert value(rows, 500, "teacher") is None
 
 
+def test_distillation_grid_averages_each_cell_over_seeds_and_reads_main_effects():
+    from benchmarks.distillation import main_effects, summarise_grid
+
+    def record(seed, accuracies):
+        cells = [{"noise": noise, "filter": filtering, "kept": 100 * (i + 1), "pseudo_right": 0.9 - 0.1 * i,
+                  "test_acc": acc + 0.01 * seed, "seconds": 10.0}
+                 for i, ((noise, filtering), acc) in enumerate(accuracies.items())]
+        return {"config": {"labels_per_class": 50, "seed": seed}, "metrics": {"noise_x_filter": cells}}
+
+    accuracies = {("strong", "filtered"): 0.86, ("strong", "keep everything"): 0.84, ("none", "filtered"): 0.82,
+                  ("none", "keep everything"): 0.78}
+    rows = summarise_grid([record(0, accuracies), record(2, accuracies)])
+    assert len(rows) == 4 and all(r["seeds"] == 2 for r in rows)
+    first = rows[0]
+    assert first["model"] == "noise strong, filtered" and first["test_acc"] == 0.87 and first["kept"] == 100
+    assert abs(first["seed_std"] - 0.0141) < 1e-4 and first["pseudo_right"] == 0.9
+    assert main_effects(rows, 50) == "noise +5.0 points, filtering +3.0 points"
+    assert main_effects(rows, 10) == "not run"
+
+
 def test_layer_grid_averages_each_variant_and_block_count_over_seeds(tmp_path):
     from benchmarks.layers import layer_rows, plot
 
