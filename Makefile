@@ -5,6 +5,8 @@
 # GPU=1 (make course GPU=1, make test GPU=1) installs requirements-gpu.txt: TensorFlow's CUDA build instead of
 # tensorflow-cpu, everything else the same; PyTorch's wheel is a CUDA build either way. make test-gpu runs
 # tests/test_gpu.py (every notebook in smoke on CUDA, one step of each training loop); it skips without CUDA.
+# make release  the class's nbgrader assignments (instructor and student versions) in outputs/classroom/
+# make book     the notebooks `make course` executed, as a static site in outputs/book/ (nothing re-run)
 # Other targets: make lab, make test-browser, make prefetch, make bench (bench-data, bench-torch, bench-keras,
 # bench-adapt, bench-distill, bench-layers, bench-sweep),
 # make sweep GRID=... [WORKERS=N | SCHEDULER=tcp://host:8786], make sync.
@@ -24,7 +26,7 @@ STAMP := $(VENV)/.installed
 OTHER_STAMP := $(VENV)/.installed-gpu
 endif
 
-.PHONY: setup course test test-fast test-gpu test-browser lab prefetch bench bench-data bench-torch bench-keras bench-adapt bench-distill bench-layers bench-sweep sweep sync clean-outputs
+.PHONY: setup teach release book course test test-fast test-gpu test-browser lab prefetch bench bench-data bench-torch bench-keras bench-adapt bench-distill bench-layers bench-sweep sweep sync clean-outputs
 
 setup: $(STAMP)
 
@@ -38,22 +40,36 @@ $(STAMP): requirements-base.txt $(REQUIREMENTS) pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
+# Grading and the book (requirements-teach.txt): installed by release, book and the test targets (their tests
+# import nbgrader and Sphinx), not by setup or course.
+teach: $(VENV)/.installed-teach
+
+$(VENV)/.installed-teach: requirements-teach.txt $(STAMP)
+	$(BIN)/python -m pip install --quiet -r requirements-teach.txt
+	touch $@
+
+release: teach
+	$(BIN)/python -m helpers.classroom
+
+book: teach
+	$(BIN)/python -m helpers.book
+
 course: setup
 	$(BIN)/python -m helpers.course --profile $(PROFILE)
 
-test: setup
+test: setup teach
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
-test-fast: setup
+test-fast: setup teach
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -m "not notebook and not browser and not slow and not gpu"
 
 test-gpu: setup
 	$(BIN)/python -m pytest -p no:cacheprovider tests/test_gpu.py
 
-test-browser: setup
-	$(BIN)/python -m pytest -p no:cacheprovider tests/test_browser.py
+test-browser: setup teach
+	$(BIN)/python -m pytest -p no:cacheprovider tests/test_browser.py tests/test_book.py
 
 lab: setup
 	$(BIN)/jupyter lab notebooks/

@@ -21,6 +21,7 @@ os.environ["WORKBOOK_OFFLINE"] = "1"
 os.environ.setdefault("WORKBOOK_PROFILE", "smoke")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+SENTINEL = "sentinel-8c1f4e2a9b7d"  # an environment value no executed notebook's output may contain
 MINI_CLASSES = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship", b"truck"]
 
 
@@ -112,3 +113,25 @@ def write_image_folder(root: Path, classes: tuple[str, ...] = ("cat", "dog", "fr
             for i in range(per_class):
                 Image.new("RGB", (size, size), (label * 60, i * 10, 200)).save(folder / f"{i:04d}{suffix}")
     return root
+
+
+def execute_course(outputs: Path, *options: str) -> int:
+    """Run the course (smoke profile) into `outputs` as a learner's shell would, with a sentinel secret set.
+
+    This process plots with Agg (MPLBACKEND above); the kernels draw inline, as under `make course`.
+    """
+    from helpers import course
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WORKBOOK_OUTPUTS", str(outputs))
+        patch.setenv("WORKBOOK_TEST_SECRET", SENTINEL)
+        patch.delenv("MPLBACKEND", raising=False)
+        return course.main(["--profile", "smoke", *options])
+
+
+@pytest.fixture(scope="session")
+def course_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Run the whole course once per session: tests/test_course.py checks it, tests/test_book.py renders it."""
+    outputs = tmp_path_factory.mktemp("course_outputs")
+    execute_course(outputs)  # each notebook's outcome is its own test in tests/test_course.py
+    return outputs

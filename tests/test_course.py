@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SENTINEL
 from notebook_code import notebook_definition
 
 from helpers import course, reporting
 
 LINE_BUDGET = 40  # lines of output one cell may show
-SENTINEL = "sentinel-8c1f4e2a9b7d"  # an environment value no output may contain
 LESSONS = [notebook.name for notebook in course.course_notebooks()]
 
 pytestmark = pytest.mark.notebook
@@ -31,17 +31,6 @@ def output_text(output: dict) -> str:
     if output["output_type"] == "error":
         return "\n".join(output["traceback"])
     return "".join(output.get("data", {}).get("text/plain", ""))
-
-
-@pytest.fixture(scope="module")
-def course_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Run the whole course once, smoke profile, with a sentinel secret in the environment."""
-    outputs = tmp_path_factory.mktemp("course_outputs")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("WORKBOOK_OUTPUTS", str(outputs))
-        patch.setenv("WORKBOOK_TEST_SECRET", SENTINEL)
-        course.main(["--profile", "smoke"])  # each notebook's outcome is its own test below
-    return outputs
 
 
 def failed_cell(executed: Path) -> str:
