@@ -126,6 +126,9 @@ def build(folder: Path, out: Path) -> list[Path]:
                          "notebook there), then `make book`.")
     if missing:
         print(f"Not in {shown(folder)} (the book leaves them out; `make course` executes them): {', '.join(missing)}")
+    if out.exists() and any(out.iterdir()) and not (out / "searchindex.js").is_file():
+        raise SystemExit(f"{shown(out)} holds files but no book: the build replaces that folder, so name an empty "
+                         "or new one (--out), or a book's.")
     pairs = replacements()
     with tempfile.TemporaryDirectory(prefix="book-") as scratch:
         source = Path(scratch) / "source"
@@ -133,11 +136,15 @@ def build(folder: Path, out: Path) -> list[Path]:
         write_index(source, notebooks)
         for path in notebooks:
             nbformat.write(clean(nbformat.read(path, as_version=4), pairs), source / path.name)
-        app = Sphinx(str(source), None, str(out), str(Path(scratch) / "doctrees"), "html",
+        site = Path(scratch) / "site" / "html"  # MyST-NB writes beside the site's folder: keep that in scratch
+        app = Sphinx(str(source), None, str(site), str(Path(scratch) / "doctrees"), "html",
                      confoverrides=dict(SETTINGS), status=None, warning=sys.stderr, freshenv=True)
         app.build()
         if app.statuscode:
             raise SystemExit(f"Sphinx failed (status {app.statuscode}); its messages are above.")
+        if out.exists():
+            shutil.rmtree(out)
+        shutil.copytree(site, out)
     return [out / "index.html", *(out / f"{path.stem}.html" for path in notebooks)]
 
 

@@ -24,7 +24,7 @@ import jupytext
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from .paths import PROJECT_ROOT, outputs_root
+from .paths import PROJECT_ROOT, outputs_root, shown
 
 if TYPE_CHECKING:
     from nbgrader.apps import NbGraderAPI
@@ -183,7 +183,7 @@ def release(root: Path, notebooks: list[str]) -> None:
         if not result["success"]:
             raise SystemExit(f"nbgrader generate_assignment {notebook} failed:\n"
                              f"{result['log']}{result.get('error', '')}")
-        print(f"{notebook}: {root / 'release' / notebook}")
+        print(f"{notebook}: {shown(root / 'release' / notebook)}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,7 @@ import shutil
 import time
 from pathlib import Path
 
+import nbformat
 import pytest
 from conftest import execute_course
 from nbformat.v4 import new_code_cell, new_notebook, new_output
@@ -44,6 +45,16 @@ def test_cleaning_finishes_progress_bars_and_hides_machine_paths(monkeypatch: py
 def test_without_executed_notebooks_the_book_names_make_course(tmp_path: Path):
     with pytest.raises(SystemExit, match="run `make course` first"):
         book.build(tmp_path, tmp_path / "book")
+
+
+def test_the_book_never_replaces_a_folder_that_is_not_a_book(tmp_path: Path):
+    (tmp_path / "notebooks").mkdir()
+    nbformat.write(new_notebook(), tmp_path / "notebooks" / "00_setup_and_data.ipynb")
+    (tmp_path / "thesis").mkdir()
+    (tmp_path / "thesis" / "chapter1.tex").write_text("keep me")
+    with pytest.raises(SystemExit, match="name an empty or new one"):
+        book.build(tmp_path / "notebooks", tmp_path / "thesis")
+    assert (tmp_path / "thesis" / "chapter1.tex").read_text() == "keep me"
 
 
 @pytest.fixture(scope="module")
