@@ -21,7 +21,7 @@
 # - See, measured, what weakens adaptation or turns it harmful: tiny batches, a target with another class balance,
 #   too many steps.
 #
-# **Estimated time** (`cpu` profile, 2 CPU cores, CIFAR-10 JPEG copy): about 4 minutes (see the README for the
+# **Estimated time** (`cpu` profile, 2 CPU cores, CIFAR-10 JPEG copy): about 5 to 6 minutes (see the README for the
 # measured time); `smoke` under a minute. No GPU needed; with one, AdaBN, TENT, DANN and self-training run on it
 # in bfloat16 (the corruptions are computed on the CPU either way). `full` profile on one GPU: about 6 min
 # (a target, not yet measured).
