@@ -517,11 +517,12 @@ print(f"mean over the {len(ad.CORRUPTIONS)} corruptions at severity {SEVERITY}, 
 # would not contradict the paper. The cell below prints both differences with paired intervals, all eight
 # corruptions' images pooled.
 #
-# Why TENT adds little on this model is a question for an experiment, not a guess. One candidate: notebook 03
-# trains the source model with label smoothing, which teaches it never to be fully sure, and entropy minimisation
-# pushes the other way. The paper does not discuss smoothing. `make bench-adapt` measures it: the README's
-# adaptation benchmark runs none, norm, AdaBN and TENT over 3 seeds on the course model and on a source model
-# trained by notebook 03 with `LABEL_SMOOTHING = 0`, and says what the pair shows.
+# Why TENT adds little on this model, or even takes accuracy away from norm, is a question for an experiment, not
+# a guess. One candidate: notebook 03 trains the source model with label smoothing, which teaches it never to be
+# fully sure, and entropy minimisation pushes the other way. The paper does not discuss smoothing, so this stays a
+# hypothesis until measured: `python -m benchmarks.adaptation --source-smoothing 0` trains notebook 03's model
+# without smoothing (in a data folder of its own) and runs none, norm, AdaBN and TENT on it over 3 seeds, beside
+# the course model's record in the README.
 
 # %%
 pooled = {m: np.concatenate(per_image[m]) for m in per_image}
