@@ -630,9 +630,10 @@ if METHOD in ("all", "self_training"):
 # filtering. The intervals pair the cells on the same test images. The **interaction** asks whether noise helps
 # more without the filter than with it: the mechanism above predicts that it should, since without the filter
 # there are more wrong labels to resist. With one run per cell the intervals cover the test set's noise, not the
-# seed's (the README's benchmark gives the grid over seeds), and a student that sees more images can absorb a
-# share of wrong labels at little cost: the filter should matter more with a worse teacher (exercise 1: 10 labels
-# per class) and over several rounds, where each round's mistakes become the next round's labels.
+# seed's (`python -m benchmarks.distillation --as-course` runs the grid over seeds), and a student that sees
+# more images can absorb a share of wrong labels at little cost: the filter should matter more with a worse
+# teacher (exercise 1: 10 labels per class) and over several rounds, where each round's mistakes become the next
+# round's labels.
 
 # %%
 if grid:
