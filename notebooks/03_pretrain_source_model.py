@@ -262,7 +262,8 @@ plt.show()
 # once it is too high; a common choice is a rate somewhat below the one where the (smoothed) loss is lowest.
 # We run it twice on the *target* task (classes 5-9, 1,000 labelled images): from this source model's
 # features with a new head, and from random weights. Notebooks 04 and 05 fine-tune at rate 0.01 and train
-# from scratch at rate 0.2 (the peak of a one-cycle schedule); the cell after the plot sets both against this run's curves.
+# from scratch at rate 0.2 (the peak of a one-cycle schedule); the cell after the plot sets both against this
+# run's curves.
 
 # %%
 def lr_range_test(net: nn.Module, images, labels, steps: int = 100, low: float = 1e-4, high: float = 10.0
