@@ -57,13 +57,9 @@ book: teach
 course: setup
 	$(BIN)/python -m helpers.course --profile $(PROFILE)
 
-# Two workers (pytest-xdist): the smoke course and the tests that read it on one, every other file on the other
-# (tests/conftest.py groups them). TEST_WORKERS=0 runs everything in this process.
-TEST_WORKERS ?= 2
-
 test: setup teach
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest
 
 test-fast: setup teach
 	$(BIN)/ruff check .

@@ -21,7 +21,6 @@ os.environ["WORKBOOK_OFFLINE"] = "1"
 os.environ.setdefault("WORKBOOK_PROFILE", "smoke")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-COURSE_FILES = ("test_course.py", "test_book.py")  # they read the one course run of the session
 SENTINEL = "sentinel-8c1f4e2a9b7d"  # an environment value no executed notebook's output may contain
 MINI_CLASSES = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship", b"truck"]
 
@@ -136,11 +135,3 @@ def course_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     outputs = tmp_path_factory.mktemp("course_outputs")
     execute_course(outputs)  # each notebook's outcome is its own test in tests/test_course.py
     return outputs
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (`make test` runs two workers), keep each file on one worker, and every test that reads
-    the course run on the worker that made it, so each session or module fixture is built once."""
-    for item in items:
-        reads_course = "course_run" in getattr(item, "fixturenames", ()) or item.path.name in COURSE_FILES
-        item.add_marker(pytest.mark.xdist_group("course" if reads_course else item.path.name))
