@@ -23,7 +23,7 @@
 # - Read a transferability curve at equal training budgets, against the noise of one run: where features stop
 #   being general, and what fine-tuning recovers.
 #
-# **Estimated time** (`cpu` profile, 2 CPU cores, CIFAR-10 JPEG copy): about 8 to 10 minutes, an estimate; the
+# **Estimated time** (`cpu` profile, 2 CPU cores, CIFAR-10 JPEG copy): about 9 minutes (the README's benchmark); the
 # layer experiment (one seed, n = 1 to 4: base B and 16 AnB/BnB networks, each trained the same number of
 # steps) takes most of it, the few-shot part well under a minute, multi-task with its task-weight sweep and its
 # Keras twin a few minutes. The run prints its own time at the end, part by part. `smoke` takes about two
