@@ -29,10 +29,8 @@
 # - Write the distillation loss yourself (coding exercise 5), checked against the pitfalls: the T² factor,
 #   which term α weighs, the direction of the KL divergence, its average over the batch.
 #
-# **Estimated time** (`cpu` profile, 2 CPU cores, CIFAR-10 JPEG copy): about 9 minutes with the teacher already
-# cached, an estimate from the step times (the 2 × 2 grid's four self-training rounds of 300 steps replaced two
-# rounds of 400; not yet re-timed); fine-tuning the teacher takes well under a minute more; `smoke` about two
-# minutes.
+# **Estimated time** (`cpu` profile, 2 CPU cores, CIFAR-10 JPEG copy): about 9 minutes, teacher fine-tuning
+# included (the README's benchmark, 3 seeds); `smoke` about two minutes.
 # No GPU needed; with one, the teacher and every student train on it in bfloat16 (the speed table still times
 # inference on the CPU, where a small student is deployed). `full` profile on one GPU: about 9 min
 # (a target, not yet measured). The benchmark (`make bench-distill`) runs the longer versions behind the README's table.
