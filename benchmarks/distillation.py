@@ -24,7 +24,15 @@ from helpers.models import checkpoint_path
 from helpers.reporting import write_benchmark
 from helpers.sweep import read_metrics, run_sweep
 
-from .common import benchmark_parser, data_name, drop_stale_runs, runs_root, spread, use_offline_jpeg_copy
+from .common import (
+    benchmark_parser,
+    data_name,
+    drop_stale_runs,
+    finished_records,
+    runs_root,
+    spread,
+    use_offline_jpeg_copy,
+)
 
 TARGETS = {"self_training_50": 0.85, "round_seconds": 600, "distilled_gap_500": 0.03, "distilled_gain_50": 0.05,
            "notebook_seconds": 600}
@@ -89,9 +97,8 @@ def as_course(profile: str, seeds: int, fresh: bool) -> int:
     root = runs_root("distillation-as-course", fresh)
     results = run_sweep("08_distillation_self_training", {"PROFILE": [profile], "SEED": list(range(seeds))},
                         root / "runs")
-    records = [r for r in map(read_metrics, results) if r]
+    records = finished_records(results, root / "runs")
     if not records:
-        print("No run finished; see the executed notebooks under", root, file=sys.stderr)
         return 1
     grid = summarise_grid(records)
     wall = spread([r["metrics"]["wall_seconds"] for r in records])
