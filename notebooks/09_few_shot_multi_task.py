@@ -596,6 +596,10 @@ if PART in ("all", "transferability"):
         """Whether some middle value is below both ends by more than the noise."""
         return any(above(values[0], m) and above(values[-1], m) for m in values[1:-1])
 
+    def peaks(values: list[float]) -> bool:
+        """Whether some middle value is above both ends by more than the noise."""
+        return any(above(m, values[0]) and above(m, values[-1]) for m in values[1:-1])
+
     findings = [
         ("BnB dips in the middle (below both ends by more than the noise)",
          dips([mean_at("BnB", n) for n in ns]) if len(ns) >= 3 else None),
@@ -611,7 +615,8 @@ if PART in ("all", "transferability"):
         held, "not testable (needs 3 values of n)")} for claim, held in findings], ["paper's finding", "in this run"]))
     for variant in tr.VARIANTS:
         values = [mean_at(variant, n) for n in ns]
-        shape = ("dipped in the middle" if dips(values) else "rose with n" if above(values[-1], values[0])
+        shape = ("dipped in the middle" if dips(values) else "peaked in the middle" if peaks(values)
+                 else "rose with n" if above(values[-1], values[0])
                  else "fell with n" if above(values[0], values[-1]) else "was flat within the noise")
         side = ["above" if above(v, base_mean) else "below" if above(base_mean, v) else "tied" for v in values]
         versus = ", ".join(f"n = {n}: {v - base_mean:+.3f} ({s})" for n, v, s in zip(ns, values, side, strict=True))
