@@ -453,8 +453,10 @@ if PART in ("all", "multi_task"):
         word = "more" if gap > noise else "less" if gap < -noise else "the same within the noise"
         compared.append((word, gap, noise))
     (src_word, src_gap, src_noise), (tgt_word, tgt_gap, tgt_noise) = compared
-    fit = ("as its smaller effective step would suggest" if src_word == "more" and tgt_word == "less" else
-           "not what its smaller effective step would suggest" if src_word == "less" or tgt_word == "more" else
+    fit = ("not what its smaller effective step would suggest" if src_word == "less" or tgt_word == "more" else
+           "as its smaller effective step would suggest" if src_word == "more" and tgt_word == "less" else
+           "partly as its smaller effective step would suggest (one task beyond the noise)"
+           if src_word == "more" or tgt_word == "less" else
            "no effect of its smaller effective step showed beyond the noise")
     print(f"Keras against PyTorch: on the source task {src_word} ({src_gap:+.3f}, noise ±{src_noise:.3f}), on "
           f"the target {tgt_word} ({tgt_gap:+.3f}, noise ±{tgt_noise:.3f}): {fit}.")
