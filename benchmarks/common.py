@@ -90,3 +90,16 @@ def finished_records(results: list[dict], folder: Path) -> list[dict]:
     if not records:
         print("No run finished; see the executed notebooks under", folder, file=sys.stderr)
     return records
+
+
+def run_per_seed(benchmark: str, notebook: str, args: argparse.Namespace, grid: dict | None = None
+                 ) -> tuple[list[dict], list[dict]]:
+    """Run a notebook once per seed (a finished seed is reused on resume): (every result, the finished records)."""
+    from helpers.sweep import run_sweep
+
+    use_offline_jpeg_copy(args.source)
+    root = runs_root(benchmark, args.fresh)
+    results = []
+    for seed in range(args.seeds):
+        results += run_sweep(notebook, {"PROFILE": [args.profile], **(grid or {}), "SEED": [seed]}, root / "runs")
+    return results, finished_records(results, root / "runs")

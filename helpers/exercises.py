@@ -477,3 +477,66 @@ def _prototype_logits(answer: Callable[..., Any]) -> str | None:
             if np.allclose(values, output, rtol=0, atol=1e-5):
                 return f"{bug}; {hint}"
         raise wrong from None
+
+
+# --------------------------------------------------------------------------------------------- notebook 11
+
+def _toy_regression() -> tuple[nn.Module, dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    """Build a tiny float64 regressor with parameters that require grad, and data to take a step on."""
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1)).double()
+    params = {name: p.detach().clone().requires_grad_() for name, p in net.named_parameters()}
+    return net, params, torch.randn(6, 3, dtype=torch.float64), torch.randn(6, 1, dtype=torch.float64)
+
+
+@exercise("11.1", "MAML's inner step, differentiable")
+def _maml_inner_step(answer: Callable[..., Any]) -> str | None:
+    net, params, x, y = _toy_regression()
+    loss_fn = lambda p, x_, y_: ((torch.func.functional_call(net, p, (x_,)) - y_) ** 2).mean()  # noqa: E731
+    lr = 0.3
+    got = answer(dict(params), loss_fn, x, y, lr)
+    if not isinstance(got, dict) or set(got) != set(params):
+        return f"return a dict with the same names as params ({', '.join(params)}), not {_describe(got)}"
+    grads = torch.autograd.grad(loss_fn(params, x, y), list(params.values()), create_graph=True)
+    want = {name: p - lr * g for (name, p), g in zip(params.items(), grads, strict=True)}
+    for name in params:
+        expect(got[name], want[name], "each tensor moves to p - lr * (d loss / d p), the gradient of loss_fn at "
+               "params on (x, y)", rtol=0, atol=1e-9, name=name)
+    query = torch.randn(5, 3, dtype=torch.float64)
+    outer = lambda adapted: (torch.func.functional_call(net, adapted, (query,)) ** 2).mean()  # noqa: E731
+    if not all(torch.is_tensor(t) and t.requires_grad for t in got.values()):
+        return ("the step is detached from params, so no meta-gradient can flow through it: that is first-order "
+                "MAML. Keep the graph (torch.func.grad, or torch.autograd.grad with create_graph=True)")
+    got_meta = torch.autograd.grad(outer(got), list(params.values()), allow_unused=True)
+    want_meta = torch.autograd.grad(outer(want), list(params.values()))
+    for name, g_got, g_want in zip(params, got_meta, want_meta, strict=True):
+        if g_got is None:
+            return f"the meta-gradient does not reach {name}: keep every parameter in the step"
+        expect(g_got, g_want, "the meta-gradient through your step lacks the second-order term: the inner "
+               "gradient must stay differentiable (torch.func.grad, or create_graph=True; no .detach())",
+               rtol=0, atol=1e-9, name=f"meta-gradient of {name}")
+    return None
+
+
+@exercise("11.2", "DAP's class scores")
+def _dap_scores(answer: Callable[..., Any]) -> str | None:
+    rng = np.random.default_rng(12)
+    probs, signatures = rng.uniform(0.05, 0.95, (7, 5)), rng.integers(0, 2, (4, 5)).astype(float)
+    prior = rng.uniform(0.2, 0.8, 5)
+    got = answer(probs.copy(), signatures.copy(), prior.copy())
+    match = np.log(probs) @ signatures.T + np.log(1 - probs) @ (1 - signatures).T
+    want = match - (signatures @ np.log(prior) + (1 - signatures) @ np.log(1 - prior))
+    hint = ("for class z, sum over attributes m of log p(a_m = a_m^z | x) - log p(a_m = a_m^z): log p where the "
+            "class has the attribute, log(1 - p) where it does not, for both the image's probabilities and the prior")
+    try:
+        expect(got, want, hint, rtol=0, atol=1e-8)
+        return None
+    except WrongAnswer as wrong:
+        bugs = {"attributes a class lacks contribute nothing (use log(1 - p) for them)":
+                    np.log(probs) @ signatures.T - signatures @ np.log(prior),
+                "the prior is not divided out": match,
+                "the scores are probabilities multiplied, not summed logs": np.exp(want)}
+        for bug, wrong_values in bugs.items():
+            if isinstance(got, np.ndarray) and got.shape == want.shape and np.allclose(got, wrong_values, atol=1e-8):
+                return f"{bug}; {hint}"
+        return str(wrong)

@@ -32,6 +32,9 @@ LIMITS: dict[str, list[tuple[str, float]]] = {  # bounds a value (or each item o
     "POOL_IMAGES": [(">=", 0)], "STUDENT_STEPS": [(">=", 1)], "SELF_TRAINING_STEPS": [(">=", 1)],
     "N_WAY": [(">=", 2)], "SHOTS": [(">=", 1)], "EPISODES": [(">=", 2)], "QUERY": [(">=", 1)],
     "TASK_WEIGHT": [(">=", 0), ("<=", 1)], "BLOCKS": [(">=", 0)], "SEEDS": [(">=", 0)], "STEPS": [(">=", 1)],
+    "SINE_STEPS": [(">=", 1)], "SINE_TASKS": [(">=", 1)], "SINE_SHOTS": [(">=", 1)], "INNER_LR": [(">", 0)],
+    "FINE_TUNE_STEPS": [(">=", 1)], "K_SHOT": [(">=", 1)], "META_STEPS": [(">=", 1)], "TASKS_PER_STEP": [(">=", 1)],
+    "IMAGE_INNER_LR": [(">", 0)], "INNER_STEPS": [(">=", 1)], "TEST_INNER_STEPS": [(">=", 1)],
 }
 COMPARE = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 TYPE_CHECKS = {

@@ -105,8 +105,9 @@ for run in runs:
     summary = metrics.classification_summary(pred["y_true"], pred["probs"], run["class_names"])
     accuracy, low, high = metrics.bootstrap_accuracy(pred["y_true"], pred["probs"].argmax(1),
                                                      resamples=config["bootstrap_resamples"], seed=SEED)
+    labels = cfg.get("labels_per_class")  # None: every label; 0: zero-shot (notebook 11)
     rows.append({"framework": run["framework"], "strategy": cfg["strategy"], "weights": cfg["weights"],
-                 "labels": cfg.get("labels_per_class") or "all", "validation": cfg.get("validation", "oracle"),
+                 "labels": "all" if labels is None else labels, "validation": cfg.get("validation", "oracle"),
                  "labelled": run["metrics"].get("num_labelled", "-"), "seed": cfg["seed"], "test_acc": accuracy,
                  "ci_low": low, "ci_high": high, "macro_f1": summary["macro_f1"], "roc_auc": summary["roc_auc_ovr"],
                  "confidence": float(pred["probs"].max(1).mean()),
@@ -478,7 +479,9 @@ for (framework, strategy), points in curves.items():
         continue
     smallest = min(points)
     matched = [n for n in sorted(scratch_points) if np.mean(scratch_points[n]) >= np.mean(points[smallest])]
-    if matched:
+    if matched and smallest == 0:  # zero-shot (notebook 11): no labels at all
+        answers.append(f"{framework} {strategy} with no labels matches scratch with {matched[0]} per class.")
+    elif matched:
         answers.append(f"{framework} {strategy} with {smallest} labels per class matches scratch with {matched[0]}: "
                        f"a {matched[0] / smallest:.0f}x saving in labels.")
     else:

@@ -23,7 +23,7 @@
 #
 # **Estimated time** (`cpu` profile, 2 CPU cores, CIFAR-10 JPEG copy): about 5 to 6 minutes (see the README for the
 # measured time); `smoke` under a minute. No GPU needed; with one, AdaBN, TENT, DANN and self-training run on it
-# in bfloat16 (the corruptions are computed on the CPU either way). `full` profile on one GPU: about 6 min
+# in bfloat16 (the corruptions are computed on the CPU either way). `full` profile on one GPU: about 5 min
 # (a target, not yet measured).
 
 # %% tags=["parameters"]

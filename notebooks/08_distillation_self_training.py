@@ -32,7 +32,7 @@
 # **Estimated time** (`cpu` profile, 2 CPU cores, CIFAR-10 JPEG copy): about 9 minutes, teacher fine-tuning
 # included (the README's benchmark, 3 seeds); `smoke` about two minutes.
 # No GPU needed; with one, the teacher and every student train on it in bfloat16 (the speed table still times
-# inference on the CPU, where a small student is deployed). `full` profile on one GPU: about 9 min
+# inference on the CPU, where a small student is deployed). `full` profile on one GPU: about 8 min
 # (a target, not yet measured). The benchmark (`make bench-distill`) runs the longer versions behind the README's table.
 
 # %% tags=["parameters"]

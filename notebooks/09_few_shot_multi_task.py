@@ -28,7 +28,7 @@
 # steps) takes most of it, the few-shot part well under a minute, multi-task with its task-weight sweep and its
 # Keras twin a few minutes. The run prints its own time at the end, part by part. `smoke` takes about two
 # minutes. Three seeds are the `full` profile and the benchmark (`make bench-layers`); every PyTorch loop runs on
-# the GPU when there is one. `full` profile on one GPU: about 9 min (a target, not yet measured).
+# the GPU when there is one. `full` profile on one GPU: about 8 min (a target, not yet measured).
 
 # %% tags=["parameters"]
 from typing import Optional  # papermill reads Optional[int], not int | None

@@ -1,0 +1,203 @@
+"""Plumbing for notebook 11: sinusoid tasks, relabelled episodes, the small meta-learning CNN, attribute tables.
+
+The lesson's own code (the inner loop, the MAML, FOMAML and Reptile updates, ANIL, the prototype loss, the DAP
+scores, ESZSL) is written in the notebook; this module only samples tasks, builds networks and checks inputs.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .torch_data import BatchTransform
+from .transferability import sample_episode
+
+PARTS = ("all", "sinusoid", "episodes", "zero_shot")
+SINE_AMPLITUDE = (0.1, 5.0)  # Finn et al. (2017), section 5.1: amplitude, phase and input ranges of a task
+SINE_PHASE = (0.0, float(np.pi))
+SINE_X = (-5.0, 5.0)
+
+# Binary attributes of the ten CIFAR-10 classes, written from what a person knows about each class (Lampert et al.'s
+# attribute tables were made the same way, by people, not from images). One row per class, one column per attribute.
+ATTRIBUTE_NAMES = ("man-made", "animal", "has wheels", "flies", "has four legs", "furry", "domestic",
+                   "larger than a person", "carries people", "lives in or on water", "green or brown surroundings")
+CIFAR10_ATTRIBUTES: dict[str, tuple[int, ...]] = {
+    #               man  ani  whe  fly  leg  fur  dom  big  car  wat  gre
+    "airplane":   (1,   0,   1,   1,   0,   0,   0,   1,   1,   0,   0),
+    "automobile": (1,   0,   1,   0,   0,   0,   0,   1,   1,   0,   0),
+    "bird":       (0,   1,   0,   1,   0,   0,   0,   0,   0,   0,   1),
+    "cat":        (0,   1,   0,   0,   1,   1,   1,   0,   0,   0,   0),
+    "deer":       (0,   1,   0,   0,   1,   1,   0,   1,   0,   0,   1),
+    "dog":        (0,   1,   0,   0,   1,   1,   1,   0,   0,   0,   1),
+    "frog":       (0,   1,   0,   0,   1,   0,   0,   0,   0,   1,   1),
+    "horse":      (0,   1,   0,   0,   1,   1,   1,   1,   1,   0,   1),
+    "ship":       (1,   0,   0,   0,   0,   0,   0,   1,   1,   1,   0),
+    "truck":      (1,   0,   1,   0,   0,   0,   0,   1,   0,   0,   0),
+}
+
+# The synthetic stand-in's classes are drawn patterns (helpers.data.SYNTHETIC_CLASSES); a table for them lets the
+# zero-shot part run without CIFAR-10, though what it measures there means little.
+SYNTHETIC_ATTRIBUTE_NAMES = ("straight lines", "horizontal", "vertical", "diagonal", "rises to the right", "curved",
+                             "repeated", "one shape")
+SYNTHETIC_ATTRIBUTES: dict[str, tuple[int, ...]] = {
+    "h-stripes": (1, 1, 0, 0, 0, 0, 1, 0), "v-stripes": (1, 0, 1, 0, 0, 0, 1, 0),
+    "diag-stripes": (1, 0, 0, 1, 1, 0, 1, 0), "antidiag-stripes": (1, 0, 0, 1, 0, 0, 1, 0),
+    "checkers": (0, 1, 1, 0, 0, 0, 1, 0), "rings": (0, 0, 0, 0, 0, 1, 1, 0), "blob": (0, 0, 0, 0, 0, 1, 0, 1),
+    "gradient": (0, 0, 0, 0, 0, 0, 0, 0), "dots": (0, 0, 0, 0, 0, 1, 1, 1), "cross": (1, 1, 1, 0, 0, 0, 0, 1),
+}
+
+
+def attribute_table(class_names: Sequence[str]) -> dict:
+    """Return the attribute table for a dataset's classes: {"attributes": names, "rows": {class: 0/1 row}} (a copy)."""
+    for names, rows in ((ATTRIBUTE_NAMES, CIFAR10_ATTRIBUTES), (SYNTHETIC_ATTRIBUTE_NAMES, SYNTHETIC_ATTRIBUTES)):
+        if set(class_names) <= set(rows):
+            return {"attributes": list(names), "rows": {name: list(row) for name, row in rows.items()}}
+    raise ValueError(f"No attribute table describes the classes {list(class_names)}; tables exist for CIFAR-10 "
+                     f"{sorted(CIFAR10_ATTRIBUTES)} and the synthetic stand-in. Write one: a row of 0/1 per class")
+
+
+def check_inner_steps(steps: int, name: str = "inner steps") -> int:
+    """Refuse fewer than one inner gradient step: adaptation needs at least one."""
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"{name} must be a whole number >= 1 (got {steps!r}): adaptation takes at least one "
+                         f"gradient step on the support set")
+    return steps
+
+
+def sample_sine_tasks(count: int, points: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """Draw `count` sinusoid tasks, `points` inputs each: (amplitudes, phases, x, y), x and y (count, points, 1)."""
+    amplitude = rng.uniform(*SINE_AMPLITUDE, size=(count, 1, 1))
+    phase = rng.uniform(*SINE_PHASE, size=(count, 1, 1))
+    x = rng.uniform(*SINE_X, size=(count, points, 1))
+    return amplitude, phase, x, amplitude * np.sin(x + phase)
+
+
+def sine_net(hidden: int = 40) -> nn.Sequential:
+    """Build the regressor of Finn et al.'s sinusoid experiment: 1 -> 40 -> 40 -> 1 with ReLUs."""
+    return nn.Sequential(nn.Linear(1, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+
+
+def conv4(n_way: int, width: int = 32) -> nn.Sequential:
+    """Finn et al.'s four-block CNN (3x3 conv, batch norm, ReLU, 2x2 max-pool) with a linear head of `n_way` outputs.
+
+    Batch norm keeps no running statistics: every forward pass normalizes with the batch in hand, as the MAML
+    reference code does, so the network is a pure function of its parameters (what `torch.func` needs).
+    """
+    def block(c_in: int, c_out: int) -> nn.Sequential:
+        """One conv-BN-ReLU-pool block."""
+        return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out, track_running_stats=False),
+                             nn.ReLU(), nn.MaxPool2d(2))
+
+    body = nn.Sequential(block(3, width), block(width, width), block(width, width), block(width, width), nn.Flatten())
+    return nn.Sequential(OrderedDict(body=body, head=nn.Linear(4 * width, n_way)))  # 32x32 -> 2x2 after four pools
+
+
+def normalized(images: np.ndarray) -> torch.Tensor:
+    """uint8 NHWC images as one normalized float NCHW tensor (CIFAR-10 statistics), in memory for fast episodes."""
+    as_chw = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
+    return BatchTransform(train=False, image_size=images.shape[1])(as_chw)
+
+
+def relabelled_episode(labels: np.ndarray, n_way: int, k_shot: int, query: int, rng: np.random.Generator
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Draw an N-way K-shot episode whose classes get the labels 0..N-1 in a random order, new for every episode.
+
+    Returns (support indices, support labels, query indices, query labels, the classes in label order). With the
+    labels shuffled per episode, no class keeps an output unit, so nothing can be learned but how to adapt.
+    """
+    support, query_index, classes = sample_episode(labels, n_way, k_shot, query, rng)  # classes in random order
+    new_label = {int(c): i for i, c in enumerate(classes)}
+    relabel = np.vectorize(new_label.__getitem__, otypes=[np.int64])
+    return support, relabel(labels[support]), query_index, relabel(labels[query_index]), classes
+
+
+def attribute_matrix(class_names: Sequence[str], table: dict[str, Sequence[int]] | None = None) -> np.ndarray:
+    """Return the attribute rows of `class_names` from `table` (default: the course's CIFAR-10 table), as a 0/1 matrix.
+
+    Refuses a class the table lacks, rows of different lengths or values other than 0 and 1.
+    """
+    table = CIFAR10_ATTRIBUTES if table is None else table
+    missing = [name for name in class_names if name not in table]
+    if missing:
+        raise ValueError(f"The attribute table has no row for {missing}; it describes {sorted(table)}. Add a row "
+                         f"of 0/1 values per missing class (one per attribute), or use classes the table has")
+    lengths = {len(table[name]) for name in class_names}
+    if len(lengths) != 1:
+        raise ValueError(f"Attribute rows differ in length ({sorted(lengths)}): every class needs one value per "
+                         f"attribute")
+    matrix = np.array([list(table[name]) for name in class_names], dtype=float)
+    if not np.isin(matrix, (0, 1)).all():
+        raise ValueError(f"Attribute values must be 0 or 1; found {sorted(set(np.unique(matrix).tolist()) - {0, 1})}")
+    return matrix
+
+
+def check_distinct(matrix: np.ndarray, class_names: Sequence[str]) -> None:
+    """Refuse two classes with the same attribute row: no attribute classifier could tell them apart."""
+    seen: dict[tuple, str] = {}
+    for name, row in zip(class_names, matrix, strict=True):
+        key = tuple(row)
+        if key in seen:
+            raise ValueError(f"{seen[key]!r} and {name!r} have the same attributes, so zero-shot recognition cannot "
+                             f"separate them; add an attribute on which they differ")
+        seen[key] = name
+
+
+def constant_attributes(matrix: np.ndarray) -> np.ndarray:
+    """Return the attributes that take one value in every row of `matrix` (nothing there to learn from)."""
+    return np.flatnonzero(matrix.min(0) == matrix.max(0))
+
+
+def tied_in_source_span(source: np.ndarray, target: np.ndarray, names: Sequence[str]) -> list[tuple[str, str]]:
+    """Pairs of target classes whose rows differ only outside the span of the source rows.
+
+    A model whose attribute space is spanned by the source classes' rows (ESZSL's V is) scores such a pair
+    identically for every image: it cannot tell them apart, whatever the features.
+    """
+    projected = target @ np.linalg.pinv(source) @ source
+    return [(names[i], names[j]) for i in range(len(names)) for j in range(i + 1, len(names))
+            if np.allclose(projected[i], projected[j], atol=1e-9)]
+
+
+def source_only(labels: np.ndarray, source_classes: Sequence[int]) -> np.ndarray:
+    """Return `labels` unchanged if every one is a source class; else refuse: zero-shot never sees a target label."""
+    foreign = sorted(set(np.unique(labels).tolist()) - set(source_classes))
+    if foreign:
+        raise ValueError(f"Labels of classes {foreign} reached zero-shot training, which may only see the source "
+                         f"classes {list(source_classes)}: the target classes must be recognised with zero labels")
+    return labels
+
+
+def seen_unseen_curve(scores: np.ndarray, labels: np.ndarray, seen: Sequence[int], steps: int = 201
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Calibrated stacking (Chao et al., 2016) swept over gamma: (gammas, seen accuracy, unseen accuracy).
+
+    `scores` are (images, classes) scores over all classes; gamma is subtracted from the seen classes' scores
+    before the argmax. Seen accuracy is over images of seen classes, unseen accuracy over the rest.
+    """
+    is_seen_class = np.isin(np.arange(scores.shape[1]), seen)
+    margin = scores[:, is_seen_class].max(1) - scores[:, ~is_seen_class].max(1)
+    spread = np.abs(margin).max() + 1e-6
+    gammas = np.linspace(-spread, spread, steps)
+    seen_image = np.isin(labels, seen)
+    acc_seen, acc_unseen = [], []
+    for gamma in gammas:
+        predicted = (scores - gamma * is_seen_class).argmax(1)
+        acc_seen.append(float((predicted[seen_image] == labels[seen_image]).mean()))
+        acc_unseen.append(float((predicted[~seen_image] == labels[~seen_image]).mean()))
+    return gammas, np.array(acc_seen), np.array(acc_unseen)
+
+
+def harmonic_mean(a: float, b: float) -> float:
+    """Harmonic mean of seen and unseen accuracy (0 when either is 0): the generalised setting's summary."""
+    return 0.0 if a + b == 0 else 2 * a * b / (a + b)
+
+
+def area_under_curve(acc_seen: np.ndarray, acc_unseen: np.ndarray) -> float:
+    """Area under the seen-unseen accuracy curve (AUSUC, Chao et al., 2016), independent of any one gamma."""
+    order = np.argsort(acc_unseen)
+    x, y = acc_unseen[order], acc_seen[order]
+    return float(np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2))

@@ -1,0 +1,862 @@
+# %% [markdown]
+# # 11 · Learning to learn, and recognising classes with no labels at all
+#
+# Every notebook so far transfers a network trained for *one* task. Two other ideas change what is transferred:
+# - **meta-learning** trains for *adaptability*: over many small tasks, learn a starting point from which a few
+#   gradient steps on a few examples solve a new task (MAML, Finn et al., 2017; its first-order variants FOMAML
+#   and Reptile, Nichol et al., 2018), or an embedding in which a class is its mean (Prototypical Networks,
+#   Snell et al., 2017);
+# - **zero-shot learning** transfers *descriptions*: attributes learned on the source classes ("has four legs",
+#   "man-made") recognise target classes from their attribute rows alone, with **zero** target images labelled
+#   (direct attribute prediction, Lampert et al., 2009/2014; ESZSL, Romera-Paredes and Torr, 2015).
+#
+# Three parts, each run live:
+# 1. Finn et al.'s sinusoid regression (their Figure 2): MAML against a network pretrained on all tasks at once,
+#    after 1 and 10 gradient steps on K = 5 and 10 points; FOMAML and Reptile beside them.
+# 2. N-way K-shot image episodes: meta-trained on the course's source classes (0-4), tested on the target
+#    classes (5-9): MAML, ANIL (Raghu et al., 2020), Prototypical Networks and a probe on frozen supervised
+#    features (Tian et al., 2020), 600 shared test episodes, paired intervals.
+# 3. Zero-shot recognition of the five target classes from an attribute table, against chance; what limits it;
+#    the generalised setting (all ten classes) and its bias towards seen classes; ESZSL in PyTorch and Keras.
+#
+# **Learning objectives**
+# - Write MAML's inner loop with `torch.func` and its meta-gradient, second-order and first-order, and Reptile's
+#   update; say why a meta-learned start adapts where a pretrained one does not.
+# - Meta-train on episodes with labels shuffled per episode, test on unseen classes with paired intervals, and read
+#   Raghu et al.'s "feature reuse" finding and Tian et al.'s baseline against the run.
+# - Recognise classes never labelled from attribute classifiers (DAP's scores), measure it against chance, and
+#   name what limits it: attributes the source classes never vary, and the bias towards seen classes.
+#
+# **Estimated time** (`cpu` profile, 2 CPU cores, CIFAR-10 JPEG copy): about 7 minutes; the image episodes take
+# about half of it. The run prints its own time at the end, part by part. `smoke` takes about a minute. It needs
+# notebook 03's source model (trained first if missing, as in 07-09). `full` profile on one GPU: about 4 min (a
+# target, not yet measured).
+
+# %% tags=["parameters"]
+from typing import Optional  # papermill reads Optional[int], not int | None
+
+PROFILE: str = "auto"  # smoke, cpu, full or auto
+DATASET: str = "auto"  # auto, cifar10 or synthetic
+PART: str = "all"  # all, sinusoid, episodes or zero_shot
+SINE_STEPS: Optional[int] = None  # meta-training steps of the sinusoid part; None lets the profile decide
+SINE_TASKS: int = 25  # tasks per meta-training step (Finn et al.: 25)
+SINE_SHOTS: list = [5, 10]  # K: points a test task shows before it is predicted
+INNER_LR: float = 0.01  # inner-loop step size on the sinusoids (Finn et al.: 0.01)
+FINE_TUNE_STEPS: int = 10  # gradient steps at test time on a sinusoid task
+N_WAY: int = 5  # classes per image episode
+K_SHOT: int = 5  # labelled images per class in an image episode
+QUERY: int = 15  # query images per class in an episode
+META_STEPS: Optional[int] = None  # meta-training steps of each image method; None lets the profile decide
+TASKS_PER_STEP: int = 2  # episodes averaged in one meta-training step of each image method
+IMAGE_INNER_LR: float = 0.1  # inner-loop step size of MAML and ANIL on images
+INNER_STEPS: int = 1  # inner steps while meta-training on images
+TEST_INNER_STEPS: int = 3  # inner steps when a test episode is adapted to
+FIRST_ORDER: bool = False  # True: image MAML drops the second-order term (FOMAML)
+EPISODES: Optional[int] = None  # test episodes; None lets the profile decide
+SEED: int = 0  # seeds tasks, episodes and training
+OUTPUT_DIR: Optional[str] = None  # None means outputs/11_meta_learning_zero_shot
+
+# %% [markdown]
+# ## Setup
+
+# %%
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from torch import nn
+from torch.func import functional_call, grad, vmap
+
+from helpers import (
+    data,
+    exercises,
+    meta,
+    metrics,
+    models,
+    parameters,
+    plots,
+    profiles,
+    reporting,
+    runtime,
+    splits,
+    torch_data,
+    torch_train,
+)
+from helpers import transferability as tr
+from helpers.progress import progress_bar  # tqdm that a saved notebook shows finished
+
+parameters.check_parameters(globals(), choices={"PART": meta.PARTS})  # names, types and ranges: checked here
+meta.check_inner_steps(INNER_STEPS, "INNER_STEPS")
+meta.check_inner_steps(TEST_INNER_STEPS, "TEST_INNER_STEPS")
+meta.check_inner_steps(FINE_TUNE_STEPS, "FINE_TUNE_STEPS")
+
+plots.setup_plots()
+environment = runtime.environment_report()
+device = runtime.torch_device()
+runtime.seed_everything(SEED)
+config = profiles.resolve_config("11_meta_learning_zero_shot", PROFILE, sine_steps=SINE_STEPS, meta_steps=META_STEPS,
+                                 episodes=EPISODES)
+config.update(dataset_requested=DATASET, part=PART, sine_tasks=SINE_TASKS, sine_shots=SINE_SHOTS, inner_lr=INNER_LR,
+              fine_tune_steps=FINE_TUNE_STEPS, n_way=N_WAY, k_shot=K_SHOT, query=QUERY,
+              tasks_per_step=TASKS_PER_STEP, image_inner_lr=IMAGE_INNER_LR, inner_steps=INNER_STEPS,
+              test_inner_steps=TEST_INNER_STEPS, first_order=FIRST_ORDER, seed=SEED, strategy="zero_shot_dap",
+              labels_per_class=0, validation="labelled", weights="course")  # read by notebook 06 like a run
+run_start = time.perf_counter()
+results: dict = {}
+part_seconds: dict = {}  # wall time of each part, printed at the end and recorded
+
+cifar = data.load_dataset(DATASET, config["synthetic_train_per_class"], config["synthetic_test_per_class"], SEED)
+source, target = splits.source_target_split(cifar)
+model_03, weights_info = models.source_model("course", "course_net", config["profile"], DATASET)
+models.check_source_data(weights_info, cifar.identity)  # a source model trained on other data is refused
+model_03 = torch_train.to_device(model_03, device).eval()
+print(reporting.weights_line(weights_info))
+tr.sample_episode(target.y_test, N_WAY, K_SHOT, QUERY, np.random.default_rng(SEED))  # bad N or K: refused now
+
+# %% [markdown]
+# ## 1 · MAML on sinusoids (Finn et al., 2017, Figure 2)
+# A **task** is a sine wave y = A·sin(x + φ), amplitude A in [0.1, 5], phase φ in [0, π], inputs x in [-5, 5].
+# A learner sees K points of a new task and must predict the whole curve. The network is small (1 → 40 → 40 → 1).
+#
+# **MAML** looks for parameters θ from which *one gradient step* on a task's K points gives a good fit to that
+# task. For a task i with support points (the K shown) and query points (more from the same task):
+#
+# - inner step: θ'ᵢ = θ − α ∇θ L_support,i(θ)
+# - meta-objective: minimise Σᵢ L_query,i(θ'ᵢ) over θ.
+#
+# The meta-gradient differentiates *through* the inner step, so it contains second derivatives (the Hessian of
+# the support loss times a vector). `torch.func` makes this literal: `grad(loss)` is a function that returns the
+# gradient, `functional_call` runs the network with any parameters we hand it, and `vmap` runs one task's code
+# over a batch of tasks. **FOMAML** treats the inner gradient as a constant (`.detach()`), dropping the
+# second-order term; **Reptile** skips the query loss altogether: run k plain SGD steps on a task, then move θ a
+# fraction ε of the way towards where they ended, θ ← θ + ε·mean(θ'ᵢ − θ).
+#
+# The control is Finn et al.'s: a **pretrained** network, the same architecture trained on the same stream of
+# tasks to predict y from x directly (all tasks pooled), then fine-tuned on the K points exactly like MAML. It
+# gets the same steps, tasks per step and optimizer, and its fine-tuning step size is chosen on held-out training
+# tasks from a grid (MAML's is the α it was trained with), so the baseline gets a tuning budget MAML does not.
+
+# %%
+sine_net = meta.sine_net()  # the architecture; each method trains its own parameters through functional_call
+
+
+def mse(params: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of the sine network with `params` on one task's points."""
+    return ((functional_call(sine_net, params, (x,)) - y) ** 2).mean()
+
+
+def adapt(loss_fn, params: dict, x: torch.Tensor, y: torch.Tensor, lr: float, steps: int,
+          first_order: bool = False) -> dict:
+    """MAML's inner loop: `steps` gradient steps from `params` on (x, y); differentiable unless `first_order`."""
+    for _ in range(steps):
+        grads = grad(loss_fn)(params, x, y)  # a dict like params: d loss / d each tensor
+        if first_order:
+            grads = {name: g.detach() for name, g in grads.items()}  # FOMAML: the step is a constant
+        params = {name: p - lr * grads[name] for name, p in params.items()}
+    return params
+
+
+def maml_task_loss(params: dict, x_support: torch.Tensor, y_support: torch.Tensor, x_query: torch.Tensor,
+                   y_query: torch.Tensor, first_order: bool = False) -> torch.Tensor:
+    """Query loss after one inner step on the support points: MAML's objective for one task."""
+    return mse(adapt(mse, params, x_support, y_support, INNER_LR, 1, first_order), x_query, y_query)
+
+
+def sine_batch(rng: np.random.Generator, tasks: int, shots: int) -> list[torch.Tensor]:
+    """Support and query points of `tasks` fresh sinusoid tasks: [x_support, y_support, x_query, y_query]."""
+    _, _, x, y = meta.sample_sine_tasks(tasks, 2 * shots, rng)
+    x, y = (torch.as_tensor(v, dtype=torch.float32) for v in (x, y))
+    return [x[:, :shots], y[:, :shots], x[:, shots:], y[:, shots:]]
+
+
+def reptile_update(params: dict, x: torch.Tensor, y: torch.Tensor, epsilon: float) -> dict:
+    """Reptile: k SGD steps on each task (x, y batched over tasks), then theta + epsilon * mean(theta'_i - theta)."""
+    with torch.no_grad():
+        adapted = vmap(adapt, in_dims=(None, None, 0, 0, None, None))(mse, params, x, y, REPTILE_INNER_LR,
+                                                                      REPTILE_INNER_STEPS)
+        return {name: p + epsilon * (adapted[name].mean(0) - p) for name, p in params.items()}
+
+
+def train_sine(method: str, steps: int, seed: int) -> dict:
+    """Meta-train (or pretrain) the sine network with one method; return its parameters (detached)."""
+    torch.manual_seed(seed)
+    params = {name: p.detach().clone().requires_grad_() for name, p in meta.sine_net().named_parameters()}
+    rng = np.random.default_rng(seed)
+    optimizer = torch.optim.Adam(params.values(), lr=1e-3)
+    for step in range(steps):
+        x_s, y_s, x_q, y_q = sine_batch(rng, SINE_TASKS, 10)  # K = 10 while training, as Finn et al.
+        if method == "Reptile":  # no query loss: every point of a task goes into its k steps
+            epsilon = REPTILE_EPSILON * (1 - step / steps)  # annealed linearly to 0, as Nichol et al.
+            params = reptile_update(params, torch.cat([x_s, x_q], 1), torch.cat([y_s, y_q], 1), epsilon)
+            continue
+        if method == "pretrained":  # one regression over all tasks' points, no inner step
+            loss = mse(params, torch.cat([x_s, x_q], 1).reshape(-1, 1), torch.cat([y_s, y_q], 1).reshape(-1, 1))
+        else:
+            task_losses = vmap(maml_task_loss, in_dims=(None, 0, 0, 0, 0, None))(params, x_s, y_s, x_q, y_q,
+                                                                                  method == "FOMAML")
+            loss = task_losses.mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return {name: p.detach() for name, p in params.items()}
+
+
+REPTILE_INNER_STEPS, REPTILE_INNER_LR, REPTILE_EPSILON = 5, 0.02, 0.1  # k SGD steps of 0.02; epsilon, annealed
+SINE_METHODS = ("MAML", "FOMAML", "Reptile", "pretrained")
+if PART in ("all", "sinusoid"):
+    part_start = time.perf_counter()
+    sine_params, train_seconds = {}, {}
+    for method in progress_bar(SINE_METHODS, desc="sinusoid methods"):
+        start = time.perf_counter()
+        sine_params[method] = train_sine(method, config["sine_steps"], SEED)
+        train_seconds[method] = time.perf_counter() - start
+    print(", ".join(f"{m}: {config['sine_steps']} steps in {s:.0f} s" for m, s in train_seconds.items()))
+
+# %% [markdown]
+# **Testing.** The same test tasks for every method (paired): each shows K points, gets `FINE_TUNE_STEPS`
+# plain gradient steps on them, and is scored by the mean squared error on 100 evenly spaced x in [-5, 5]. The
+# pretrained network's step size is chosen first, on separate tasks drawn from the training distribution.
+
+# %%
+def fine_tune_curve(params: dict, x: torch.Tensor, y: torch.Tensor, x_grid: torch.Tensor, y_grid: torch.Tensor,
+                    lr: float) -> torch.Tensor:
+    """Test MSE of every task after 0, 1, ..., FINE_TUNE_STEPS steps on its K points: shape (tasks, steps + 1)."""
+    def one_task(x_k: torch.Tensor, y_k: torch.Tensor, x_all: torch.Tensor, y_all: torch.Tensor) -> torch.Tensor:
+        """The error curve of one task."""
+        errors, current = [mse(params, x_all, y_all)], params
+        for _ in range(FINE_TUNE_STEPS):
+            current = adapt(mse, current, x_k, y_k, lr, 1)
+            errors.append(mse(current, x_all, y_all))
+        return torch.stack(errors)
+    return vmap(one_task)(x, y, x_grid, y_grid)
+
+
+def sine_test_tasks(count: int, shots: int, seed: int) -> tuple[torch.Tensor, ...]:
+    """`count` tasks with K shown points each and the 100-point grid they are scored on."""
+    rng = np.random.default_rng(seed)
+    amplitude, phase, x, y = meta.sample_sine_tasks(count, shots, rng)
+    grid = np.broadcast_to(np.linspace(*meta.SINE_X, 100).reshape(1, 100, 1), (count, 100, 1))
+    as_tensor = lambda v: torch.as_tensor(np.ascontiguousarray(v), dtype=torch.float32)  # noqa: E731
+    return as_tensor(x), as_tensor(y), as_tensor(grid), as_tensor(amplitude * np.sin(grid + phase))
+
+
+if PART in ("all", "sinusoid"):
+    with torch.no_grad():
+        validation = sine_test_tasks(100, 10, SEED + 1000)  # training-distribution tasks, not the test tasks
+        lr_grid = (0.002, 0.005, 0.01, 0.02, 0.05)
+        final_error = {lr: float(fine_tune_curve(sine_params["pretrained"], *validation, lr)[:, -1].mean())
+                       for lr in lr_grid}
+        final_error = {lr: error if np.isfinite(error) else np.inf for lr, error in final_error.items()}  # diverged
+        test_lr = {"MAML": INNER_LR, "FOMAML": INNER_LR, "Reptile": REPTILE_INNER_LR,
+                   "pretrained": min(final_error, key=final_error.get)}
+        print(f"pretrained: fine-tuning step size {test_lr['pretrained']} (validation MSE after {FINE_TUNE_STEPS} "
+              f"steps: " + ", ".join(f"{lr}: {e:.2f}" for lr, e in final_error.items()) + ")")
+        curves, test_tasks = {}, {}
+        for shots in SINE_SHOTS:
+            test_tasks[shots] = sine_test_tasks(config["test_tasks"], shots, SEED + 2000 + shots)
+            for method in SINE_METHODS:
+                curves[method, shots] = fine_tune_curve(sine_params[method], *test_tasks[shots],
+                                                        test_lr[method]).numpy()
+    sine_rows = []
+    for (method, shots), curve in curves.items():
+        row = {"K": shots, "method": method}
+        for steps in (0, 1, FINE_TUNE_STEPS):
+            row[f"MSE, {steps} steps"], row[f"ci95 ({steps})"] = tr.mean_interval(curve[:, steps])
+        sine_rows.append(row)
+    results["sinusoid"] = sine_rows
+    print(reporting.markdown_table(sine_rows, list(sine_rows[0])))
+
+# %% [markdown]
+# Finn et al.'s Figure 2, from this run: one test task, the K points it shows, and each network before and after
+# 1 and 10 gradient steps. Their finding: MAML's start is already a rough sine, and one step moves it onto the
+# task; the pretrained network starts near the *average* of all tasks (phases spread over [0, π] average to
+# (2/π)·Ā·cos x ≈ 1.6·cos x, where Ā = 2.55 is the mean amplitude) and gradient steps on K points barely bend it.
+# Beside it, their Figure 3: the error over the test tasks against the number of gradient steps.
+
+# %%
+if PART in ("all", "sinusoid"):
+    fig, axes = plt.subplots(2, 3, figsize=(11, 6), sharex="col")
+    for row, shots in enumerate(SINE_SHOTS[:2]):
+        x_k, y_k, x_grid, y_grid = (v[0] for v in test_tasks[shots])
+        for column, method in enumerate(("MAML", "pretrained")):
+            ax, params = axes[row, column], sine_params[method]
+            ax.plot(x_grid, y_grid, color="black", lw=2, label="true task")
+            ax.scatter(x_k, y_k, color="black", marker="^", zorder=5, label=f"the {shots} points shown")
+            with torch.no_grad():
+                for steps, style in ((0, ":"), (1, "--"), (FINE_TUNE_STEPS, "-")):
+                    adapted = adapt(mse, params, x_k, y_k, test_lr[method], steps) if steps else params
+                    ax.plot(x_grid, functional_call(sine_net, adapted, (x_grid,)), style,
+                            label={0: "before", 1: "after 1 step"}.get(steps, f"after {steps} steps"))
+            ax.set(title=f"{method}, K = {shots}", ylim=(-6, 6))
+        ax = axes[row, 2]
+        for method in SINE_METHODS:
+            curve = curves[method, shots]
+            ax.errorbar(np.arange(FINE_TUNE_STEPS + 1), curve.mean(0),
+                        yerr=1.96 * curve.std(0, ddof=1) / np.sqrt(len(curve)), capsize=2, label=method)
+        ax.set(title=f"test MSE, K = {shots}", xlabel="gradient steps", yscale="log", ylim=(0.01, 10))
+    axes[0, 0].legend(fontsize=7, loc="lower left")
+    axes[0, 2].legend(fontsize=7)
+    fig.tight_layout()
+    plt.show()
+
+# %% [markdown]
+# The reading below compares MAML with each other method on the same test tasks (mean of the per-task difference
+# in MSE, 95% interval): negative means MAML's error is lower.
+
+# %%
+if PART in ("all", "sinusoid"):
+    paired_sine = []
+    for shots in SINE_SHOTS:
+        for other in SINE_METHODS[1:]:
+            for steps in (1, FINE_TUNE_STEPS):
+                gap, half = tr.mean_interval(curves["MAML", shots][:, steps] - curves[other, shots][:, steps])
+                paired_sine.append({"K": shots, "MAML minus": other, "steps": steps, "MSE difference": gap,
+                                    "ci95": half, "verdict": metrics.noise_verdict(gap - half, gap + half)})
+    results["sinusoid_paired"] = paired_sine
+    print(reporting.markdown_table(paired_sine, list(paired_sine[0])))
+    for shots in SINE_SHOTS:
+        m, p = curves["MAML", shots], curves["pretrained", shots]
+        print(f"K = {shots}: MAML's error fell from {m[:, 0].mean():.2f} to {m[:, 1].mean():.2f} after one step "
+              f"({m[:, -1].mean():.2f} after {FINE_TUNE_STEPS}); the pretrained network's from {p[:, 0].mean():.2f} "
+              f"to {p[:, 1].mean():.2f} ({p[:, -1].mean():.2f} after {FINE_TUNE_STEPS}): after one step MAML's is "
+              f"{p[:, 1].mean() / m[:, 1].mean():.1f} times lower.")
+        share = {other: (p[:, s].mean() - curves[other, shots][:, s].mean()) / (p[:, s].mean() - m[:, s].mean())
+                 for other in ("FOMAML", "Reptile") for s in (1, FINE_TUNE_STEPS)}
+        print(f"  Of MAML's gain over the pretrained network, FOMAML (no second-order term) kept "
+              f"{share['FOMAML', 1]:.0%} after one step and {share['FOMAML', FINE_TUNE_STEPS]:.0%} after "
+              f"{FINE_TUNE_STEPS}; Reptile kept {share['Reptile', 1]:.0%} and {share['Reptile', FINE_TUNE_STEPS]:.0%}.")
+    part_seconds["sinusoid"] = time.perf_counter() - part_start
+
+# %% [markdown]
+# Why the pretrained network cannot do this: trained on all tasks pooled, the best single answer for a given x is
+# the average over tasks, the wave 1.6·cos x above: its parameters encode the average, not how to move.
+# MAML's parameters are trained on what *one step* does, so they sit where
+# the loss of every task is steep in a useful direction. That is the sense in which meta-learning is not
+# pretraining: the same data, the same network, another objective. Finn et al. found first-order MAML nearly as
+# good as MAML on MiniImageNet, and Nichol et al. show why Reptile works at all: over several inner steps, its
+# update contains a term that favours parameters where the gradients of different batches of a task agree. The
+# lines above say how much of MAML's gain each kept here, and the training times printed earlier what the
+# second-order term cost.
+
+# %% [markdown]
+# ## 2 · Image episodes: MAML, ANIL, Prototypical Networks, and a probe on frozen features
+# Meta-training draws **episodes** from the source classes' training images: N classes, K support and `QUERY`
+# query images each, the classes given the labels 0..N−1 in a **new random order every episode**. With only five
+# source classes in CIFAR-10, every 5-way source episode holds the same five classes, and the shuffled labels are
+# what makes the tasks differ: no output unit can mean "cat", so the network must learn to adapt. (This is the
+# limit of the split: few-shot benchmarks meta-train on 64 classes or more, e.g. CIFAR-FS from CIFAR-100's 100
+# classes, so that test classes are new *and* training tasks vary in content, not just in labelling.) Testing
+# uses the target classes' test images, never seen in training, `EPISODES` episodes shared by every method.
+#
+# The four methods, all with the same 4-block CNN (32 filters, Finn et al.'s), the same meta-training steps, and
+# the same number of episodes per step:
+# - **MAML**: the inner loop of part 1 with cross-entropy, on every parameter;
+# - **ANIL** ("almost no inner loop", Raghu et al., 2020): the inner loop adapts only the head; the body is
+#   meta-trained but never adapted per task. If ANIL matches MAML, MAML's inner loop was not changing the
+#   features: its success is *feature reuse*, not rapid learning;
+# - **Prototypical Networks** (Snell et al., 2017): no inner loop at all: a class is the mean of its support
+#   embeddings and the loss is a softmax over negative squared distances to the means, trained episode by episode;
+# - **probe on frozen supervised features** (Tian et al., 2020): notebook 03's network, trained on the source
+#   classes' labels in the ordinary way (far more compute than the others get, and a wider network), with a
+#   logistic regression fitted on each episode's support features. Tian et al. found that this simple baseline
+#   matches or beats meta-learning; it is the control every meta-learning number needs.
+#
+# Batch norm in the 4-block CNN uses the statistics of the batch it sees (support or query), as in Finn et al.'s
+# code: transductive, and the same for every method here.
+
+# %%
+def cross_entropy(params: dict, x: torch.Tensor, y: torch.Tensor, net: nn.Module) -> torch.Tensor:
+    """Cross-entropy of `net` run with `params` on (x, y)."""
+    return nn.functional.cross_entropy(functional_call(net, params, (x,)), y)
+
+
+def maml_episode_loss(params: dict, episode: tuple, steps: int, first_order: bool) -> torch.Tensor:
+    """Query loss of the whole network after `steps` inner steps on the support set."""
+    x_s, y_s, x_q, y_q = episode
+    loss = lambda p, x, y: cross_entropy(p, x, y, image_net)  # noqa: E731
+    return loss(adapt(loss, params, x_s, y_s, IMAGE_INNER_LR, steps, first_order), x_q, y_q)
+
+
+def embed(params: dict, x: torch.Tensor) -> torch.Tensor:
+    """The body's features (images, 128) with the body's entries of `params`."""
+    body = {name.removeprefix("body."): p for name, p in params.items() if name.startswith("body.")}
+    return functional_call(image_net.body, body, (x,))
+
+
+def anil_episode_loss(params: dict, episode: tuple, steps: int, first_order: bool) -> torch.Tensor:
+    """Query loss after `steps` inner steps on the head only: the body's features are computed once and reused."""
+    x_s, y_s, x_q, y_q = episode
+    f_s, f_q = embed(params, x_s), embed(params, x_q)
+    head = {name: p for name, p in params.items() if name.startswith("head.")}
+    head_loss = lambda h, f, y: nn.functional.cross_entropy(f @ h["head.weight"].T + h["head.bias"], y)  # noqa: E731
+    return head_loss(adapt(head_loss, head, f_s, y_s, IMAGE_INNER_LR, steps, first_order), f_q, y_q)
+
+
+def prototype_episode_loss(params: dict, episode: tuple, steps: int, first_order: bool) -> torch.Tensor:
+    """Prototypical loss: softmax over negative squared distances from query embeddings to class means (no steps)."""
+    x_s, y_s, x_q, y_q = episode
+    support, queries = embed(params, x_s), embed(params, x_q)
+    prototypes = torch.stack([support[y_s == c].mean(0) for c in range(N_WAY)])
+    return nn.functional.cross_entropy(-torch.cdist(queries, prototypes) ** 2, y_q)
+
+
+def episode_tensors(images: torch.Tensor, labels: np.ndarray, rng: np.random.Generator) -> tuple:
+    """One episode as tensors on the device: (x_support, y_support, x_query, y_query), labels 0..N-1 reshuffled."""
+    support, y_support, query, y_query, _ = meta.relabelled_episode(labels, N_WAY, K_SHOT, QUERY, rng)
+    as_labels = lambda y: torch.as_tensor(y, device=device)  # noqa: E731
+    return images[support].to(device), as_labels(y_support), images[query].to(device), as_labels(y_query)
+
+
+def meta_train(episode_loss, steps: int, seed: int) -> dict:
+    """Meta-train a fresh 4-block CNN: each step averages `episode_loss` over TASKS_PER_STEP source episodes."""
+    torch.manual_seed(seed)
+    params = {name: p.detach().to(device).requires_grad_() for name, p in meta.conv4(N_WAY).named_parameters()}
+    optimizer = torch.optim.Adam(params.values(), lr=1e-3)
+    rng = np.random.default_rng(seed)
+    for _ in range(steps):
+        loss = sum(episode_loss(params, episode_tensors(source_images, source.y_train, rng), INNER_STEPS,
+                                FIRST_ORDER) for _ in range(TASKS_PER_STEP)) / TASKS_PER_STEP
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return {name: p.detach() for name, p in params.items()}
+
+
+IMAGE_METHODS = {"MAML": maml_episode_loss, "ANIL": anil_episode_loss, "ProtoNet": prototype_episode_loss}
+if PART in ("all", "episodes"):
+    part_start = time.perf_counter()
+    image_net = meta.conv4(N_WAY).to(device)  # the architecture; parameters live in each method's dict
+    source_images, target_images = meta.normalized(source.x_train), meta.normalized(target.x_test)
+    image_params, meta_seconds = {}, {}
+    for name, episode_loss in progress_bar(IMAGE_METHODS.items(), desc="meta-training"):
+        start = time.perf_counter()
+        image_params[name] = meta_train(episode_loss, config["meta_steps"], SEED)
+        meta_seconds[name] = time.perf_counter() - start
+    print(", ".join(f"{name}: {config['meta_steps']} steps x {TASKS_PER_STEP} episodes in {s:.0f} s"
+                    for name, s in meta_seconds.items()))
+
+# %% [markdown]
+# **Testing**: each test episode is drawn once and given to every method. MAML and ANIL take `TEST_INNER_STEPS`
+# inner steps on the support set (Finn et al. also take more steps at test than in training); the prototype
+# network classifies queries by the nearest support mean; the probe fits a logistic regression (C = 1, fixed in
+# advance) on 03's frozen features of the support images.
+
+# %%
+def predict_episode(name: str, params: dict, episode: tuple) -> np.ndarray:
+    """Query predictions of one meta-trained method on one episode."""
+    x_s, y_s, x_q, _ = episode
+    if name == "ProtoNet":
+        with torch.no_grad():
+            support, queries = embed(params, x_s), embed(params, x_q)
+            prototypes = torch.stack([support[y_s == c].mean(0) for c in range(N_WAY)])
+            return torch.cdist(queries, prototypes).argmin(1).cpu().numpy()
+    loss_fn = lambda p, x, y: cross_entropy(p, x, y, image_net)  # noqa: E731
+    if name == "ANIL":
+        features_s, features_q = (embed(params, x).detach() for x in (x_s, x_q))
+        head = {n: p for n, p in params.items() if n.startswith("head.")}
+        head_loss = lambda h, f, y: nn.functional.cross_entropy(f @ h["head.weight"].T + h["head.bias"], y)  # noqa: E731
+        head = adapt(head_loss, head, features_s, y_s, IMAGE_INNER_LR, TEST_INNER_STEPS, first_order=True)
+        return (features_q @ head["head.weight"].T + head["head.bias"]).argmax(1).cpu().numpy()
+    adapted = adapt(loss_fn, params, x_s, y_s, IMAGE_INNER_LR, TEST_INNER_STEPS, first_order=True)
+    with torch.no_grad():
+        return functional_call(image_net, adapted, (x_q,)).argmax(1).cpu().numpy()
+
+
+if PART in ("all", "episodes"):
+    loader = torch_data.make_loader(target.x_test, target.y_test, train=False, batch_size=256)
+    frozen_features = torch_train.extract_features(model_03.features, loader, device, progress=False)
+    rng = np.random.default_rng(SEED + 1)
+    episode_acc: dict = {name: [] for name in [*IMAGE_METHODS, "probe (03, frozen)"]}
+    for _ in progress_bar(range(config["episodes"]), desc=f"{N_WAY}-way {K_SHOT}-shot test episodes"):
+        support, y_s, query, y_q, _ = meta.relabelled_episode(target.y_test, N_WAY, K_SHOT, QUERY, rng)
+        episode = (target_images[support].to(device), torch.as_tensor(y_s, device=device),
+                   target_images[query].to(device), torch.as_tensor(y_q, device=device))
+        for name in IMAGE_METHODS:
+            episode_acc[name].append(float((predict_episode(name, image_params[name], episode) == y_q).mean()))
+        probe = LogisticRegression(C=1.0, max_iter=1000).fit(frozen_features[support], y_s)
+        episode_acc["probe (03, frozen)"].append(float((probe.predict(frozen_features[query]) == y_q).mean()))
+    episode_rows = [{"method": name, "accuracy": tr.mean_interval(v)[0], "ci95": tr.mean_interval(v)[1]}
+                    for name, v in episode_acc.items()]
+    results["episodes"] = episode_rows
+    print(reporting.markdown_table(episode_rows, ["method", "accuracy", "ci95"]))
+    print(f"chance: {1 / N_WAY:.2f} ({N_WAY}-way); {config['episodes']} test episodes, the same for every method")
+
+# %% [markdown]
+# Paired differences on the same episodes, and what they say about the two papers' findings:
+# Raghu et al. (2020) found ANIL within about a point of MAML on Omniglot and MiniImageNet: MAML's inner loop
+# barely changes the body, so the features are reused, not rapidly learned. Tian et al. (2020) found a probe on
+# features learned by ordinary supervised training as good as or better than meta-learning.
+
+# %%
+if PART in ("all", "episodes"):
+    def paired(a: str, b: str) -> tuple[float, float]:
+        """Mean per-episode accuracy of a minus b, and its paired 95% half-width."""
+        return tr.mean_interval(np.subtract(episode_acc[a], episode_acc[b]))
+
+    pairs = [("ANIL", "MAML"), ("ProtoNet", "MAML"), ("probe (03, frozen)", "MAML"), ("probe (03, frozen)", "ANIL"),
+             ("probe (03, frozen)", "ProtoNet")]
+    paired_rows = []
+    for a, b in pairs:
+        gap, half = paired(a, b)
+        paired_rows.append({"pair": f"{a} minus {b}", "difference": gap, "ci95": half,
+                            "verdict": metrics.noise_verdict(gap - half, gap + half)})
+    results["episodes_paired"] = paired_rows
+    print(reporting.markdown_table(paired_rows, ["pair", "difference", "ci95", "verdict"]))
+    gap, half = paired("ANIL", "MAML")
+    print(f"Raghu et al.: ANIL minus MAML is {gap:+.3f} ± {half:.3f}: " + (
+        "within the noise, as they found: the head's adaptation carries MAML here (feature reuse)"
+        if abs(gap) <= half else "ANIL ahead beyond the noise: adapting the body costs more than it gives here"
+        if gap > 0 else "MAML ahead beyond the noise: adapting the body helped here, unlike in their runs"))
+    best_meta = max(IMAGE_METHODS, key=lambda name: np.mean(episode_acc[name]))
+    gap, half = paired("probe (03, frozen)", best_meta)
+    print(f"Tian et al.: the probe on 03's frozen features minus the best meta-learner here ({best_meta}) is "
+          f"{gap:+.3f} ± {half:.3f}: " + ("the plain baseline wins, as they found" if gap > half else
+                                          "within the noise of each other" if abs(gap) <= half else
+                                          "meta-learning wins here, unlike in their runs")
+          + f". Compute is not equal: 03 trained a wider network on all {len(source.y_train):,} source labels "
+          f"for many epochs, the meta-learners {config['meta_steps']} steps of {TASKS_PER_STEP} episodes.")
+    part_seconds["episodes"] = time.perf_counter() - part_start
+
+# %% [markdown]
+# ## 3 · Zero-shot: recognising the target classes from attributes alone
+# Each class gets a row of binary **attributes** (the table below, written from what a person knows about the
+# classes, as Lampert et al.'s were). **Direct attribute prediction (DAP)** trains one classifier per attribute on
+# the *source* classes' images, where each image inherits its class's row, then scores a target class z for an
+# image x by how well the predicted attributes match z's row:
+#
+# score(z | x) = Σₘ log p(aₘ = aₘᶻ | x) − Σₘ log p(aₘ = aₘᶻ),
+#
+# the second sum dividing out each attribute value's prior (its frequency over the source classes), as in
+# Lampert et al. (2014, eq. 3). The predicted class is the argmax over the five target classes. No target image's
+# label is used anywhere (asserted below); the features are 03's network's, trained on source labels only.
+
+# %%
+if PART in ("all", "zero_shot"):
+    part_start = time.perf_counter()
+    table = meta.attribute_table(cifar.class_names)
+    print(reporting.markdown_table([{"class": name, "role": "source" if i in splits.SOURCE_CLASSES else "target",
+                                     **{a: v for a, v in zip(table["attributes"], table["rows"][name], strict=True)}}
+                                    for i, name in enumerate(cifar.class_names)],
+                                   ["class", "role", *table["attributes"]]))
+    source_signatures = meta.attribute_matrix(source.class_names, table["rows"])
+    target_signatures = meta.attribute_matrix(target.class_names, table["rows"])
+    meta.check_distinct(target_signatures, target.class_names)
+    unlearnable = meta.constant_attributes(source_signatures)
+    learnable = np.setdiff1d(np.arange(len(table["attributes"])), unlearnable)
+    print("attributes no source class varies (nothing to learn them from, left out): "
+          + (", ".join(table["attributes"][i] for i in unlearnable) or "none"))
+
+# %%
+if PART in ("all", "zero_shot"):
+    pool = np.flatnonzero(np.isin(cifar.y_train, splits.SOURCE_CLASSES))  # source-class images, CIFAR-10 labels
+    smallest = int(np.bincount(source.y_train).min())
+    per_class = min(config["zero_shot_per_class"] or smallest, smallest)  # None (full profile): every image
+    chosen = pool[splits.sample_per_class(cifar.y_train[pool], per_class, SEED)]
+    zsl_labels = meta.source_only(cifar.y_train[chosen], splits.SOURCE_CLASSES)  # refuses any target label
+    zsl_classes = np.searchsorted(splits.SOURCE_CLASSES, zsl_labels)  # 0..4, the rows of source_signatures
+    as_features = lambda images: torch_train.extract_features(  # noqa: E731
+        model_03.features, torch_data.make_loader(images, np.zeros(len(images), dtype=np.int64), train=False,
+                                                  batch_size=256), device, progress=False)
+    train_features, target_features = as_features(cifar.x_train[chosen]), as_features(target.x_test)
+    image_attributes = source_signatures[zsl_classes]  # each image inherits its class's row
+    attribute_models = {m: LogisticRegression(C=1.0, max_iter=2000).fit(train_features, image_attributes[:, m])
+                        for m in learnable}
+    prior = source_signatures[:, learnable].mean(0)  # p(a_m = 1) over the source classes
+    attribute_probs = np.stack([attribute_models[m].predict_proba(target_features)[:, 1] for m in learnable], 1)
+
+
+def dap_scores(probs: np.ndarray, signatures: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """DAP's log scores (images, classes): sum over attributes of log p(a = a^z | x) minus log p(a = a^z)."""
+    eps = 1e-6
+    probs, prior = np.clip(probs, eps, 1 - eps), np.clip(prior, eps, 1 - eps)
+    match = np.log(probs) @ signatures.T + np.log(1 - probs) @ (1 - signatures).T
+    return match - (signatures @ np.log(prior) + (1 - signatures) @ np.log(1 - prior))
+
+
+if PART in ("all", "zero_shot"):
+    scores = dap_scores(attribute_probs, target_signatures[:, learnable], prior)
+    dap_predicted = scores.argmax(1)
+    accuracy, low, high = metrics.bootstrap_accuracy(target.y_test, dap_predicted, seed=SEED)
+    chance = 1 / len(target.class_names)
+    zero_shot = {"accuracy": accuracy, "ci_low": low, "ci_high": high, "chance": chance,
+                 "images": len(target.y_test), "source_images_used": len(chosen)}
+    per_class_acc = {name: float((dap_predicted[target.y_test == c] == c).mean())
+                     for c, name in enumerate(target.class_names)}
+    results["zero_shot"] = {**zero_shot, "per_class": per_class_acc,
+                            "unlearnable": [table["attributes"][i] for i in unlearnable]}
+    print(f"DAP on the {len(target.y_test):,} target test images, zero target labels: accuracy {accuracy:.3f} "
+          f"(95% interval {low:.3f} to {high:.3f}) against chance {chance:.2f}: "
+          + ("above chance beyond the interval" if low > chance else "not distinguishable from chance"))
+    print("per class: " + ", ".join(f"{name} {acc:.2f}" for name, acc in per_class_acc.items()))
+
+# %% [markdown]
+# **What limits it.** An attribute classifier can only learn what the source classes vary, and then only as far
+# as the source images teach it. Below: for each learnable attribute, how well its classifier separates the
+# *target* images that have it from those that do not (ROC AUC; 0.5 is no better than guessing), next to how
+# many source classes have it. An attribute learned from one or two source classes ("flies": airplane and bird)
+# can end up meaning "looks like those classes", and transfers only as far as the target classes resemble them.
+
+# %%
+if PART in ("all", "zero_shot"):
+    from sklearn.metrics import roc_auc_score
+
+    truth = target_signatures[target.y_test][:, learnable]
+    attribute_rows = []
+    for column, m in enumerate(learnable):
+        varies = truth[:, column].min() != truth[:, column].max()
+        attribute_rows.append({"attribute": table["attributes"][m],
+                               "source classes with it": int(source_signatures[:, m].sum()),
+                               "target classes with it": int(target_signatures[:, m].sum()),
+                               "AUC on target images": roc_auc_score(truth[:, column], attribute_probs[:, column])
+                               if varies else "-"})
+    results["attribute_auc"] = attribute_rows
+    print(reporting.markdown_table(attribute_rows, list(attribute_rows[0])))
+    weakest = min((r for r in attribute_rows if r["AUC on target images"] != "-"),
+                  key=lambda r: r["AUC on target images"])
+    worst_class = min(per_class_acc, key=per_class_acc.get)
+    print(f"Weakest transfer: '{weakest['attribute']}' (AUC {weakest['AUC on target images']:.2f}). The class "
+          f"recognised worst is {worst_class} ({per_class_acc[worst_class]:.2f}); its row: "
+          + ", ".join(table["attributes"][i] for i in np.flatnonzero(table["rows"][worst_class])) + ".")
+
+# %% [markdown]
+# **The generalised setting.** Above, a test image could only be one of the five target classes. In practice it
+# may be any of the ten: then DAP scores all ten rows, and a model whose attribute classifiers were trained on
+# the source classes' images fits their rows best, so it favours them (Chao et al., 2016). Their fix,
+# **calibrated stacking**, subtracts a constant γ from every seen class's score. Sweeping γ traces the curve of
+# seen-class accuracy against unseen-class accuracy; its area (AUSUC) summarises the trade-off for every γ at
+# once. The γ reported below is chosen without labels: the one that sends half the test predictions to unseen
+# classes, the share they have in the test set.
+
+# %%
+if PART in ("all", "zero_shot"):
+    all_signatures = meta.attribute_matrix(cifar.class_names, table["rows"])
+    meta.check_distinct(all_signatures, cifar.class_names)
+    all_test_features = as_features(cifar.x_test)
+    all_probs = np.stack([attribute_models[m].predict_proba(all_test_features)[:, 1] for m in learnable], 1)
+    all_scores = dap_scores(all_probs, all_signatures[:, learnable], prior)
+    seen = list(splits.SOURCE_CLASSES)
+    gammas, acc_seen, acc_unseen = meta.seen_unseen_curve(all_scores, cifar.y_test, seen)
+    is_seen_class = np.isin(np.arange(cifar.num_classes), seen)
+    unseen_share = [float((~is_seen_class[(all_scores - g * is_seen_class).argmax(1)]).mean()) for g in gammas]
+    chosen = int(np.argmin(np.abs(np.array(unseen_share) - 0.5)))
+    at_zero = int(np.argmin(np.abs(gammas)))
+    generalised = {"seen_at_0": acc_seen[at_zero], "unseen_at_0": acc_unseen[at_zero],
+                   "H_at_0": meta.harmonic_mean(acc_seen[at_zero], acc_unseen[at_zero]),
+                   "gamma": float(gammas[chosen]), "seen_at_gamma": acc_seen[chosen],
+                   "unseen_at_gamma": acc_unseen[chosen],
+                   "H_at_gamma": meta.harmonic_mean(acc_seen[chosen], acc_unseen[chosen]),
+                   "AUSUC": meta.area_under_curve(acc_seen, acc_unseen)}
+    results["generalised"] = generalised
+    fig, ax = plt.subplots(figsize=(4.6, 4))
+    ax.plot(acc_unseen, acc_seen, label=f"calibrated stacking, AUSUC {generalised['AUSUC']:.3f}")
+    ax.scatter([acc_unseen[at_zero]], [acc_seen[at_zero]], color="black", zorder=5, label="γ = 0 (plain DAP)")
+    ax.scatter([acc_unseen[chosen]], [acc_seen[chosen]], marker="s", color="C3", zorder=5,
+               label=f"γ = {gammas[chosen]:.1f} (half the predictions unseen)")
+    ax.set(xlabel="unseen-class accuracy", ylabel="seen-class accuracy", title="Generalised zero-shot: 10 classes",
+           xlim=(0, 1), ylim=(0, 1))
+    ax.legend(fontsize=7)
+    plt.show()
+    print(f"Plain DAP over all ten classes: seen {acc_seen[at_zero]:.3f}, unseen {acc_unseen[at_zero]:.3f} "
+          f"(harmonic mean {generalised['H_at_0']:.3f}; the unseen accuracy was {accuracy:.3f} when only the five "
+          f"target classes were candidates). With γ = {gammas[chosen]:.1f}: seen {acc_seen[chosen]:.3f}, unseen "
+          f"{acc_unseen[chosen]:.3f}, harmonic mean {generalised['H_at_gamma']:.3f}.")
+
+# %% [markdown]
+# ## ESZSL, in PyTorch and in Keras
+# **ESZSL** (Romera-Paredes and Torr, 2015) replaces the attribute classifiers with one bilinear map V from
+# features to attributes, fitted in closed form on the source images:
+#
+# V = (XᵀX + γI)⁻¹ XᵀY S (SᵀS + λI)⁻¹,
+#
+# where X holds the (standardised) features of the source images, Y their one-hot classes in ±1 form, S the
+# source classes' attribute rows. A target class's score is x V sᶻ. The same two lines in both frameworks,
+# on the same features; γ and λ are fixed in advance at 1 (nothing labelled is left to tune them on once the
+# target classes are the test). One property to watch: the rows of V lie in the span of the source classes'
+# attribute rows, so a target class is seen only through the part of its row that source rows can express.
+
+# %%
+def eszsl_torch(features: np.ndarray, labels: np.ndarray, signatures: np.ndarray, gamma: float = 1.0,
+                lam: float = 1.0) -> torch.Tensor:
+    """ESZSL's closed-form V (features x attributes), in PyTorch (float64)."""
+    x = torch.as_tensor(features, dtype=torch.float64)
+    s = torch.as_tensor(signatures, dtype=torch.float64)
+    y = 2 * nn.functional.one_hot(torch.as_tensor(labels), len(s)).double() - 1
+    left = torch.linalg.solve(x.T @ x + gamma * torch.eye(x.shape[1], dtype=torch.float64), x.T @ y @ s)
+    return torch.linalg.solve(s.T @ s + lam * torch.eye(s.shape[1], dtype=torch.float64), left.T).T
+
+
+if PART in ("all", "zero_shot"):
+    from sklearn.preprocessing import StandardScaler
+
+    from helpers import keras_models
+
+    keras = keras_models.import_keras("tensorflow")  # after torch, through the helper that orders the imports
+    ops = keras.ops
+
+    def eszsl_keras(features: np.ndarray, labels: np.ndarray, signatures: np.ndarray, gamma: float = 1.0,
+                    lam: float = 1.0):
+        """ESZSL's closed-form V with keras.ops (float64), the same formula as eszsl_torch."""
+        x, s = ops.convert_to_tensor(features, "float64"), ops.convert_to_tensor(signatures, "float64")
+        y = 2 * ops.one_hot(ops.convert_to_tensor(labels), len(signatures), dtype="float64") - 1
+        left = ops.solve(ops.matmul(ops.transpose(x), x) + gamma * ops.eye(features.shape[1], dtype="float64"),
+                         ops.matmul(ops.matmul(ops.transpose(x), y), s))
+        right = ops.matmul(ops.transpose(s), s) + lam * ops.eye(signatures.shape[1], dtype="float64")
+        return ops.transpose(ops.solve(right, ops.transpose(left)))
+
+    scaler = StandardScaler().fit(train_features)
+    v_torch = eszsl_torch(scaler.transform(train_features), zsl_classes, source_signatures).numpy()
+    v_keras = ops.convert_to_numpy(eszsl_keras(scaler.transform(train_features), zsl_classes, source_signatures))
+    standardized_target = scaler.transform(target_features)
+    eszsl_scores = {"PyTorch": standardized_target @ v_torch @ target_signatures.T,
+                    "Keras": standardized_target @ v_keras @ target_signatures.T}
+    largest_gap = float(np.abs(eszsl_scores["PyTorch"] - eszsl_scores["Keras"]).max())
+    rounded = {name: np.round(values, 9) for name, values in eszsl_scores.items()}  # exact ties: first class wins
+    eszsl_predicted = rounded["PyTorch"].argmax(1)
+    eszsl_acc = metrics.bootstrap_accuracy(target.y_test, eszsl_predicted, seed=SEED)
+    agree = float((rounded["Keras"].argmax(1) == eszsl_predicted).mean())
+    tied = meta.tied_in_source_span(source_signatures, target_signatures, target.class_names)
+    gap = metrics.bootstrap_difference(target.y_test, eszsl_predicted, dap_predicted, seed=SEED)
+    results["eszsl"] = {"accuracy": eszsl_acc[0], "ci_low": eszsl_acc[1], "ci_high": eszsl_acc[2],
+                        "keras_torch_max_score_gap": largest_gap, "keras_torch_agreement": agree,
+                        "minus_dap": gap[0], "minus_dap_low": gap[1], "minus_dap_high": gap[2],
+                        "tied_pairs": [list(pair) for pair in tied]}
+    print(f"ESZSL: accuracy {eszsl_acc[0]:.3f} (95% interval {eszsl_acc[1]:.3f} to {eszsl_acc[2]:.3f}); Keras and "
+          f"PyTorch scores differ by at most {largest_gap:.1e} and agree on {agree:.1%} of the images. ESZSL minus "
+          f"DAP on the same images: {gap[0]:+.3f} (paired 95% interval {gap[1]:+.3f} to {gap[2]:+.3f}, "
+          f"{metrics.noise_verdict(gap[1], gap[2])}).")
+    print("Target classes ESZSL scores identically on every image (rows that differ only where no combination "
+          "of source rows reaches): " + ("; ".join(" and ".join(pair) for pair in tied) or "none")
+          + ". DAP learns each attribute on its own, so it has no such blind spot, only unlearnable attributes.")
+    part_seconds["zero-shot"] = time.perf_counter() - part_start
+
+# %% [markdown]
+# ## What changes at scale: CLIP (on paper)
+# Attribute tables do not scale to thousands of classes; **language** does. CLIP (Radford et al., 2021) trains an
+# image encoder and a text encoder together, on 400 million image-caption pairs, so that an image and its caption
+# land close together (a contrastive loss over the batch). A classifier for *any* set of classes is then built
+# from their names: embed "a photo of a {class name}" for each class, and predict the class whose text embedding
+# is nearest the image's. The class names play the role of this notebook's attribute rows, and the text encoder
+# the role of the attribute classifiers; nothing is trained on the target classes. Radford et al. report
+# zero-shot ImageNet accuracy matching the original supervised ResNet-50 (76.2%) without any of its 1.28 million
+# labelled images, and Xian et al. (2018) show how much attribute-based zero-shot numbers depend on whether test
+# classes overlap the pretraining data: a caution for any zero-shot claim.
+
+# %% [markdown]
+# ## Record the run
+# `metrics.json` holds every table above with the configuration, data, weights and versions. When the zero-shot
+# part ran, DAP is the run's main model: `test_acc` is its accuracy on the target test images with **zero** labels
+# per class, and `predictions.npz` its class probabilities (the DAP scores through a softmax), so notebook 06
+# reads this run beside the fine-tuning runs (strategy `zero_shot_dap`, 0 labels per class).
+
+# %%
+run_folder = reporting.run_dir("11_meta_learning_zero_shot", OUTPUT_DIR)
+run_metrics = {**results, "wall_seconds": round(time.perf_counter() - run_start, 1),
+               "part_seconds": {part: round(t, 1) for part, t in part_seconds.items()}}
+main_model = {}
+if PART in ("all", "zero_shot"):
+    shifted = scores - scores.max(1, keepdims=True)
+    probs = np.exp(shifted) / np.exp(shifted).sum(1, keepdims=True)
+    reporting.save_predictions(run_folder, y_true=target.y_test, probs=probs.astype(np.float32))
+    run_metrics.update(test_acc=accuracy, main_model="DAP, zero target labels", num_labelled=0)
+    main_model = {"class_names": target.class_names, "test_predictions": dap_predicted}
+else:
+    (run_folder / "predictions.npz").unlink(missing_ok=True)  # an earlier run's predictions are not this run's
+metrics_path = reporting.save_run(run_folder, config, target.identity, run_metrics, weights=weights_info,
+                                  framework="pytorch", **main_model)
+print(f"This run took {run_metrics['wall_seconds']:.0f} s ({config['profile']} profile, PART = {PART!r}; "
+      + ", ".join(f"{part} {t:.0f} s" for part, t in part_seconds.items()) + ").")
+
+# %% [markdown]
+# ## Exercises
+# 1. Set `FIRST_ORDER = True` and run the episodes part again. How far does MAML move, against the paired
+#    interval? What did the dropped term cost in time?
+# 2. No source class lives in water, so "lives in or on water" is left out, and frog and ship lose the attribute
+#    that sets them apart. Make it learnable: after `table = meta.attribute_table(...)`, add
+#    `table["rows"]["bird"][table["attributes"].index("lives in or on water")] = 1` (water birds exist), and run
+#    the zero-shot part again. What happens to frog's and ship's accuracy, and why might it not help?
+# 3. Reptile's update θ ← θ + ε(θ' − θ) uses no query loss. With one inner step (k = 1), what is the update, and
+#    why does Reptile need k > 1 to differ from training on all tasks pooled?
+#
+# <details><summary>Solutions (click to open)</summary>
+#
+# 1. Read the two runs' MAML rows: Finn et al. found first-order MAML close to MAML on MiniImageNet; the
+#    meta-training time printed after "meta-training" shows what the second-order term costs (roughly a second
+#    backward pass through the inner step).
+# 2. Read the per-class line of both runs. The attribute is now learned, but from one source class: the
+#    classifier learns "looks like a bird" more than "is near water", so it may fire for frogs (small, green or
+#    brown surroundings) and miss ships. An attribute transfers only as far as the source images that carry it
+#    show the property itself; the AUC table says how far it did.
+# 3. With k = 1 the update is θ − εα∇L(θ) on the task's points, an SGD step on the pooled loss: the same as
+#    joint training. With k > 1 the update contains terms from the later steps' gradients taken at moved
+#    parameters, which Nichol et al. show approximate MAML's second-order term (gradient alignment across batches).
+#
+# </details>
+
+# %% [markdown]
+# ### Coding exercises
+# 4. MAML's inner step, by hand. Write `maml_inner_step(params, loss_fn, x, y, lr)`: given a dict of parameter
+#    tensors and a function `loss_fn(params, x, y)` returning a scalar, return a new dict with every tensor moved
+#    one gradient step, `p - lr * grad`. The meta-gradient must flow *through* the step (second-order MAML), so do
+#    not detach anything: use `torch.func.grad` or `torch.autograd.grad(..., create_graph=True)`. Reference
+#    solution: `solutions/11_meta_learning_zero_shot.py`.
+
+# %%
+def maml_inner_step(params: dict, loss_fn, x: torch.Tensor, y: torch.Tensor, lr: float) -> dict:
+    """One differentiable gradient step on (x, y) from `params`: a new dict of tensors."""
+    raise NotImplementedError  # your code here
+
+
+# %%
+exercises.check("11.1", maml_inner_step)
+
+
+# %% [markdown]
+# 5. DAP's class scores. Write `dap_class_scores(attribute_probs, signatures, prior)`: `attribute_probs` is
+#    (images, attributes), the predicted p(aₘ = 1 | x); `signatures` is (classes, attributes) of 0/1; `prior` is
+#    (attributes,), p(aₘ = 1). Return (images, classes): for each class z, the sum over attributes of
+#    log p(aₘ = aₘᶻ | x) minus log p(aₘ = aₘᶻ) (an attribute the class lacks contributes log(1 − p)). Reference
+#    solution: `solutions/11_meta_learning_zero_shot.py`.
+
+# %%
+def dap_class_scores(attribute_probs: np.ndarray, signatures: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """DAP's log score of every class for every image: shape (images, classes)."""
+    raise NotImplementedError  # your code here
+
+
+# %%
+exercises.check("11.2", dap_class_scores)
+
+# %% [markdown]
+# ## Summary
+# - MAML trains parameters for what a few gradient steps do on a new task; its meta-gradient goes through the
+#   inner step (second order), FOMAML drops that term, Reptile replaces it with a move towards adapted weights.
+#   On sinusoids, a network pretrained on all tasks pooled learns their average and cannot adapt; the meta-learned
+#   one can, from the same data.
+# - On images, episodes with shuffled labels teach adaptation; compare meta-learners with each other and with a
+#   probe on ordinary supervised features on the same episodes, with paired intervals, and say what compute each
+#   had. Whether ANIL matches MAML tells whether the inner loop learned features or reused them.
+# - Zero-shot transfer moves descriptions, not weights: attribute classifiers from the source classes recognise
+#   unseen classes from their rows. It is limited by attributes the source never varies and by how far learned
+#   attributes transfer; with seen classes among the candidates it favours them, and calibrated stacking trades
+#   the two back.
+#
+# ## References
+# - Finn, Abbeel, Levine (2017). *Model-agnostic meta-learning for fast adaptation of deep networks*. ICML.
+# - Nichol, Achiam, Schulman (2018). *On first-order meta-learning algorithms*. arXiv:1803.02999.
+# - Raghu, Raghu, Bengio, Vinyals (2020). *Rapid learning or feature reuse? Towards understanding the effectiveness
+#   of MAML*. ICLR.
+# - Snell, Swersky, Zemel (2017). *Prototypical networks for few-shot learning*. NeurIPS.
+# - Tian, Wang, Krishnan, Tenenbaum, Isola (2020). *Rethinking few-shot image classification: a good embedding is
+#   all you need?* ECCV.
+# - Lampert, Nickisch, Harmeling (2009; 2014). *Learning to detect unseen object classes by between-class attribute
+#   transfer*, CVPR; *Attribute-based classification for zero-shot visual object categorization*, TPAMI 36(3).
+# - Romera-Paredes, Torr (2015). *An embarrassingly simple approach to zero-shot learning*. ICML.
+# - Chao, Changpinyo, Gong, Sha (2016). *An empirical study and analysis of generalized zero-shot learning for
+#   object recognition in the wild*. ECCV.
+# - Xian, Lampert, Schiele, Akata (2018). *Zero-shot learning: a comprehensive evaluation of the good, the bad and
+#   the ugly*. TPAMI.
+# - Radford et al. (2021). *Learning transferable visual models from natural language supervision*. ICML.
+# - Bertinetto, Henriques, Torr, Vedaldi (2019). *Meta-learning with differentiable closed-form solvers* (CIFAR-FS).
+#   ICLR.
