@@ -7,7 +7,7 @@
 # tests/test_gpu.py (every notebook in smoke on CUDA, one step of each training loop); it skips without CUDA.
 # make release  the class's nbgrader assignments (instructor and student versions) in outputs/classroom/
 # make book     the notebooks `make course` executed, as a static site in outputs/book/ (nothing re-run)
-# Other targets: make lab, make test-browser, make prefetch, make bench (bench-data, bench-torch, bench-keras,
+# Other targets: make lab, make test-browser, make prefetch [ITEMS=cifar100], make bench (bench-data, bench-torch, bench-keras,
 # bench-adapt, bench-distill, bench-layers, bench-meta, bench-sweep),
 # make sweep GRID=... [WORKERS=N | SCHEDULER=tcp://host:8786], make sync.
 
@@ -75,7 +75,7 @@ lab: setup
 	$(BIN)/jupyter lab notebooks/
 
 prefetch: setup
-	$(BIN)/python -m helpers.prefetch
+	$(BIN)/python -m helpers.prefetch $(ITEMS)
 
 bench: bench-data bench-torch bench-keras bench-adapt bench-distill bench-layers bench-meta bench-sweep
 

@@ -40,6 +40,15 @@ CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_SHA256 = "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"
 CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
 OFFICIAL_CACHE = "cifar10-official.npz"
+# CIFAR-100 (100 fine classes, 600 images each): optional, for notebook 11's CIFAR-FS episodes (Bertinetto et al.)
+CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
+CIFAR100_SHA256 = "85cd44d02ba6437773c5bbd22e183051d648de2e7d6b014e1ef29b855ba677a7"
+CIFAR100_ARCHIVE = "cifar-100-python.tar.gz"
+CIFAR100_CACHE = "cifar100-official.npz"
+OFFICIAL_ARCHIVES = {  # dataset -> (display name, URL, SHA-256, archive file name)
+    "cifar10": ("CIFAR-10", CIFAR10_URL, CIFAR10_SHA256, CIFAR10_ARCHIVE),
+    "cifar100": ("CIFAR-100", CIFAR100_URL, CIFAR100_SHA256, CIFAR100_ARCHIVE),
+}
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 CIFAR10_PER_CLASS = {"train": 5000, "test": 1000}
@@ -341,6 +350,37 @@ def parse_cifar10_archive(archive: Path) -> ImageData:
     return ImageData(x_train, y_train, x_test, y_test, class_names, identity)
 
 
+def parse_cifar100_archive(archive: Path) -> ImageData:
+    """Parse the official CIFAR-100 python archive into arrays with its 100 fine labels."""
+    digest = sha256_of(archive)
+    wanted = ("train", "test", "meta")
+    batches: dict[str, dict[str, Any]] = {}
+    for member, tar, info in iter_archive(archive, verified=digest == CIFAR100_SHA256):
+        if info.isfile() and member.name in wanted:
+            try:
+                batches[member.name] = _unpickle_batch(read_member(tar, info, archive))
+            except (pickle.UnpicklingError, EOFError, AttributeError, ValueError) as error:
+                if isinstance(error, DataFormatError):
+                    raise
+                raise DataFormatError(f"Member {member} of {archive} is not a CIFAR-100 batch ({error}). {REFETCH}"
+                                      ) from error
+    missing = [name for name in wanted if name not in batches]
+    if missing:
+        raise DataFormatError(f"Archive {archive} lacks {missing}; it is not the CIFAR-100 python archive. {REFETCH}")
+
+    def arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
+        """One split as NHWC uint8 images and int64 fine labels."""
+        flat = np.asarray(batches[name]["data"], dtype=np.uint8)
+        return flat.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy(), np.asarray(batches[name]["fine_labels"],
+                                                                                      dtype=np.int64)
+
+    (x_train, y_train), (x_test, y_test) = arrays("train"), arrays("test")
+    class_names = [n.decode() if isinstance(n, bytes) else n for n in batches["meta"]["fine_label_names"]]
+    identity = {"dataset": "cifar100", "source": "official python archive", "file": archive.name,
+                "sha256": digest, "num_train": len(y_train), "num_test": len(y_test)}
+    return ImageData(x_train, y_train, x_test, y_test, class_names, identity)
+
+
 def _download_help(what: str) -> str:
     """Say how to retry a download or work without one."""
     return (f"Nothing partial was kept. Retry by running the cell again or `{PREFETCH_COMMAND}`. Without a network: "
@@ -348,35 +388,55 @@ def _download_help(what: str) -> str:
             f"(folder or .tar.gz), or use DATASET='synthetic'.")
 
 
-def fetch_cifar10_archive(url: str | None = None, sha256: str | None = None, folder: Path | None = None) -> Path:
-    """Return the hash-checked official archive, downloading it once (with progress) unless offline."""
+def fetch_official_archive(dataset: str, url: str | None = None, sha256: str | None = None,
+                           folder: Path | None = None) -> Path:
+    """Return a hash-checked official archive (`cifar10` or `cifar100`), downloading it once unless offline."""
     import pooch
     import requests
 
-    url, sha256 = url or CIFAR10_URL, sha256 or CIFAR10_SHA256
-    cached = None if folder else next(iter(cached_files("cifar10", CIFAR10_ARCHIVE)), None)
-    folder = Path(folder) if folder else (cached.parent if cached else cache_dir("cifar10"))
-    target = folder / CIFAR10_ARCHIVE
+    if dataset not in OFFICIAL_ARCHIVES:
+        raise ValueError(f"No official archive for {dataset!r}; known: {', '.join(OFFICIAL_ARCHIVES)}")
+    what, default_url, default_sha256, file_name = OFFICIAL_ARCHIVES[dataset]
+    url, sha256 = url or default_url, sha256 or default_sha256
+    cached = None if folder else next(iter(cached_files(dataset, file_name)), None)
+    folder = Path(folder) if folder else (cached.parent if cached else cache_dir(dataset))
+    target = folder / file_name
     if is_offline():
         if not target.exists():
-            raise DataUnavailableError(
-                f"CIFAR-10 is not cached at {target} and {OFFLINE_ENV}=1 forbids downloading it. Run "
-                f"`{PREFETCH_COMMAND}` on a machine with a network and copy its data/ folder here, or set "
-                f"{CIFAR10_SOURCE_ENV} to a local ImageFolder copy (folder or .tar.gz), or use DATASET='synthetic'.")
+            command = PREFETCH_COMMAND if dataset == "cifar10" else f"{PREFETCH_COMMAND} ITEMS={dataset}"
+            other_ways = (f", or set {CIFAR10_SOURCE_ENV} to a local ImageFolder copy (folder or .tar.gz), or use "
+                          f"DATASET='synthetic'" if dataset == "cifar10" else "")
+            raise DataUnavailableError(f"{what} is not cached at {target} and {OFFLINE_ENV}=1 forbids downloading it. "
+                                       f"Run `{command}` on a machine with a network and copy its data/ folder "
+                                       f"here{other_ways}.")
         if sha256_of(target) != sha256:
             raise DataFormatError(f"Cached archive {target} does not match its published SHA-256 (corrupt or "
                                   f"truncated). Delete it, then run `{PREFETCH_COMMAND}` with a network.")
         return target
     try:
-        path = pooch.retrieve(url, known_hash=f"sha256:{sha256}", fname=CIFAR10_ARCHIVE, path=folder,
-                              progressbar=True)
+        path = pooch.retrieve(url, known_hash=f"sha256:{sha256}", fname=file_name, path=folder, progressbar=True)
     except ValueError as error:  # pooch: hash mismatch; the bad download is already deleted
-        raise DataFormatError(f"Downloaded CIFAR-10 does not match its published SHA-256 ({error}). "
-                              + _download_help("CIFAR-10")) from error
+        raise DataFormatError(f"Downloaded {what} does not match its published SHA-256 ({error}). "
+                              + _download_help(what)) from error
     except (requests.RequestException, OSError) as error:
-        raise DataUnavailableError(f"Downloading CIFAR-10 from {url} failed ({error}). "
-                                   + _download_help("CIFAR-10")) from error
+        raise DataUnavailableError(f"Downloading {what} from {url} failed ({error}). " + _download_help(what)
+                                   ) from error
     return Path(path)
+
+
+def fetch_cifar10_archive(url: str | None = None, sha256: str | None = None, folder: Path | None = None) -> Path:
+    """Return the hash-checked official CIFAR-10 archive, downloading it once (with progress) unless offline."""
+    return fetch_official_archive("cifar10", url, sha256, folder)
+
+
+def load_cifar100() -> ImageData:
+    """Load official CIFAR-100 from the compact cache, else from the archive (downloaded once, hash-checked)."""
+    data = load_cached("cifar100", CIFAR100_CACHE)
+    if data is not None and data.identity.get("sha256") == CIFAR100_SHA256:
+        return data
+    data = parse_cifar100_archive(fetch_official_archive("cifar100"))
+    store_cache("cifar100", CIFAR100_CACHE, data)
+    return data
 
 
 def load_official_cifar10() -> ImageData:

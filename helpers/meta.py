@@ -13,10 +13,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from .data import ImageData
 from .torch_data import BatchTransform
 from .transferability import sample_episode
 
 PARTS = ("all", "sinusoid", "episodes", "zero_shot")
+EPISODE_DATA = ("course", "cifar_fs")  # the course's CIFAR-10 split, or CIFAR-FS (CIFAR-100, 64/16/20 classes)
+# CIFAR-FS (Bertinetto et al., 2019): CIFAR-100's classes split into 64 meta-training, 16 validation and 20 test
+# classes, as torchmeta's and learn2learn's copies of the split list them; the training classes are the other 64.
+CIFAR_FS_TEST = ("baby", "bed", "bicycle", "chimpanzee", "fox", "leopard", "man", "pickup_truck", "plain", "poppy",
+                 "rocket", "rose", "snail", "sweet_pepper", "table", "telephone", "wardrobe", "whale", "woman", "worm")
+CIFAR_FS_VALIDATION = ("beaver", "beetle", "butterfly", "camel", "cattle", "crab", "crocodile", "flatfish", "lamp",
+                       "maple_tree", "motorcycle", "otter", "sea", "shark", "television", "tractor")
 SINE_AMPLITUDE = (0.1, 5.0)  # Finn et al. (2017), section 5.1: amplitude, phase and input ranges of a task
 SINE_PHASE = (0.0, float(np.pi))
 SINE_X = (-5.0, 5.0)
@@ -100,6 +108,25 @@ def normalized(images: np.ndarray) -> torch.Tensor:
     """uint8 NHWC images as one normalized float NCHW tensor (CIFAR-10 statistics), in memory for fast episodes."""
     as_chw = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
     return BatchTransform(train=False, image_size=images.shape[1])(as_chw)
+
+
+def cifar_fs_split(cifar100: ImageData) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """CIFAR-FS from CIFAR-100: (images, labels) of the 64 meta-training classes and of the 20 test classes.
+
+    Each class keeps all 600 of its images (CIFAR-100's train and test images together, as CIFAR-FS does); the 16
+    validation classes are left out. Labels keep CIFAR-100's class numbers.
+    """
+    names = list(cifar100.class_names)
+    unknown = sorted(set(CIFAR_FS_TEST + CIFAR_FS_VALIDATION) - set(names))
+    if len(names) != 100 or unknown:
+        raise ValueError(f"CIFAR-FS needs CIFAR-100's 100 fine classes; this data has {len(names)} classes"
+                         + (f" and lacks {unknown}" if unknown else "") + ". Load it with data.load_cifar100()")
+    images = np.concatenate([cifar100.x_train, cifar100.x_test])
+    labels = np.concatenate([cifar100.y_train, cifar100.y_test])
+    test_ids = [names.index(name) for name in CIFAR_FS_TEST]
+    train_ids = [i for i, name in enumerate(names) if name not in CIFAR_FS_TEST + CIFAR_FS_VALIDATION]
+    pick = lambda ids: (images[np.isin(labels, ids)], labels[np.isin(labels, ids)])  # noqa: E731
+    return pick(train_ids), pick(test_ids)
 
 
 def relabelled_episode(labels: np.ndarray, n_way: int, k_shot: int, query: int, rng: np.random.Generator

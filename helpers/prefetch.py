@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from .data import DataFormatError, DataUnavailableError, load_official_cifar10
+from .data import CIFAR100_CACHE, DataFormatError, DataUnavailableError, load_cifar100, load_official_cifar10
 from .paths import OFFLINE_ENV, data_root, is_offline
 from .weights import WEIGHT_FILES, fetch_weights
 
@@ -18,9 +18,18 @@ def _cifar10() -> Path:
     return data_root() / "cifar10" / "cifar10-official.npz"
 
 
+def _cifar100() -> Path:
+    """Fetch and parse official CIFAR-100 into the cache (optional: notebook 11's CIFAR-FS episodes)."""
+    load_cifar100()
+    return data_root() / "cifar100" / CIFAR100_CACHE
+
+
+OPTIONAL = ("cifar100",)  # staged only when named: `make prefetch ITEMS=cifar100`
+
+
 def staging_plan() -> dict[str, Callable[[], Path]]:
     """Name every item the course can use offline, with the function that stages it."""
-    plan: dict[str, Callable[[], Path]] = {"cifar10": _cifar10}
+    plan: dict[str, Callable[[], Path]] = {"cifar10": _cifar10, "cifar100": _cifar100}
     for entry in WEIGHT_FILES:
         plan[entry.key] = lambda entry=entry: fetch_weights(entry)
     return plan
@@ -34,7 +43,7 @@ def prefetch(only: list[str] | None = None) -> dict[str, str]:
         raise SystemExit(f"Unknown item(s) {unknown}; valid items: {', '.join(plan)}")
     results = {}
     for name, stage in plan.items():
-        if only and name not in only:
+        if (only and name not in only) or (not only and name in OPTIONAL):
             continue
         print(f"--- {name}")
         try:
@@ -47,7 +56,8 @@ def prefetch(only: list[str] | None = None) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     """Run the pre-fetch command and print what was staged and what could not be."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("items", nargs="*", help=f"what to stage (default: all of {', '.join(staging_plan())})")
+    parser.add_argument("items", nargs="*", help=f"what to stage (default: all of {', '.join(staging_plan())} but the "
+                                                 f"optional {', '.join(OPTIONAL)})")
     args = parser.parse_args(argv)
     print(f"Data root: {data_root()}")
     if is_offline():

@@ -43,6 +43,7 @@ SINE_TASKS: int = 25  # tasks per meta-training step (Finn et al.: 25)
 SINE_SHOTS: list = [5, 10]  # K: points a test task shows before it is predicted
 INNER_LR: float = 0.01  # inner-loop step size on the sinusoids (Finn et al.: 0.01)
 FINE_TUNE_STEPS: int = 10  # gradient steps at test time on a sinusoid task
+EPISODE_DATA: str = "course"  # course (CIFAR-10's split) or cifar_fs (CIFAR-100's CIFAR-FS split: downloads it)
 N_WAY: int = 5  # classes per image episode
 K_SHOT: int = 5  # labelled images per class in an image episode
 QUERY: int = 15  # query images per class in an episode
@@ -87,7 +88,7 @@ from helpers import (
 from helpers import transferability as tr
 from helpers.progress import progress_bar  # tqdm that a saved notebook shows finished
 
-parameters.check_parameters(globals(), choices={"PART": meta.PARTS})  # names, types and ranges: checked here
+parameters.check_parameters(globals(), choices={"PART": meta.PARTS, "EPISODE_DATA": meta.EPISODE_DATA})  # checked here
 meta.check_inner_steps(INNER_STEPS, "INNER_STEPS")
 meta.check_inner_steps(TEST_INNER_STEPS, "TEST_INNER_STEPS")
 meta.check_inner_steps(FINE_TUNE_STEPS, "FINE_TUNE_STEPS")
@@ -99,7 +100,7 @@ runtime.seed_everything(SEED)
 config = profiles.resolve_config("11_meta_learning_zero_shot", PROFILE, sine_steps=SINE_STEPS, meta_steps=META_STEPS,
                                  episodes=EPISODES)
 config.update(dataset_requested=DATASET, part=PART, sine_tasks=SINE_TASKS, sine_shots=SINE_SHOTS, inner_lr=INNER_LR,
-              fine_tune_steps=FINE_TUNE_STEPS, n_way=N_WAY, k_shot=K_SHOT, query=QUERY,
+              fine_tune_steps=FINE_TUNE_STEPS, episode_data=EPISODE_DATA, n_way=N_WAY, k_shot=K_SHOT, query=QUERY,
               tasks_per_step=TASKS_PER_STEP, image_inner_lr=IMAGE_INNER_LR, inner_steps=INNER_STEPS,
               test_inner_steps=TEST_INNER_STEPS, first_order=FIRST_ORDER, seed=SEED, strategy="zero_shot_dap",
               labels_per_class=0, validation="labelled", weights="course")  # read by notebook 06 like a run
@@ -322,7 +323,7 @@ if PART in ("all", "sinusoid"):
               f"({m[:, -1].mean():.2f} after {FINE_TUNE_STEPS}); the pretrained network's from {p[:, 0].mean():.2f} "
               f"to {p[:, 1].mean():.2f} ({p[:, -1].mean():.2f} after {FINE_TUNE_STEPS}): after one step MAML's is "
               f"{p[:, 1].mean() / m[:, 1].mean():.1f} times lower.")
-        share = {other: (p[:, s].mean() - curves[other, shots][:, s].mean()) / (p[:, s].mean() - m[:, s].mean())
+        share = {(other, s): (p[:, s].mean() - curves[other, shots][:, s].mean()) / (p[:, s].mean() - m[:, s].mean())
                  for other in ("FOMAML", "Reptile") for s in (1, FINE_TUNE_STEPS)}
         print(f"  Of MAML's gain over the pretrained network, FOMAML (no second-order term) kept "
               f"{share['FOMAML', 1]:.0%} after one step and {share['FOMAML', FINE_TUNE_STEPS]:.0%} after "
@@ -349,6 +350,9 @@ if PART in ("all", "sinusoid"):
 # limit of the split: few-shot benchmarks meta-train on 64 classes or more, e.g. CIFAR-FS from CIFAR-100's 100
 # classes, so that test classes are new *and* training tasks vary in content, not just in labelling.) Testing
 # uses the target classes' test images, never seen in training, `EPISODES` episodes shared by every method.
+# With CIFAR-100 at hand, `EPISODE_DATA = "cifar_fs"` runs the same cells on that benchmark's split (64 classes to
+# meta-train on, 20 to test on; the download is hash-checked and cached like CIFAR-10's, and `make prefetch
+# ITEMS=cifar100` stages it for an offline lab); the probe's network is still 03's, trained on CIFAR-10.
 #
 # The four methods, all with the same 4-block CNN (32 filters, Finn et al.'s), the same meta-training steps, and
 # the same number of episodes per step:
@@ -416,7 +420,7 @@ def meta_train(episode_loss, steps: int, seed: int) -> dict:
     optimizer = torch.optim.Adam(params.values(), lr=1e-3)
     rng = np.random.default_rng(seed)
     for _ in range(steps):
-        loss = sum(episode_loss(params, episode_tensors(source_images, source.y_train, rng), INNER_STEPS,
+        loss = sum(episode_loss(params, episode_tensors(meta_images, meta_labels, rng), INNER_STEPS,
                                 FIRST_ORDER) for _ in range(TASKS_PER_STEP)) / TASKS_PER_STEP
         optimizer.zero_grad()
         loss.backward()
@@ -428,7 +432,13 @@ IMAGE_METHODS = {"MAML": maml_episode_loss, "ANIL": anil_episode_loss, "ProtoNet
 if PART in ("all", "episodes"):
     part_start = time.perf_counter()
     image_net = meta.conv4(N_WAY).to(device)  # the architecture; parameters live in each method's dict
-    source_images, target_images = meta.normalized(source.x_train), meta.normalized(target.x_test)
+    if EPISODE_DATA == "cifar_fs":  # 64 meta-training classes, 20 new test classes, 600 images each
+        (meta_x, meta_labels), (test_x, test_labels) = meta.cifar_fs_split(data.load_cifar100())
+    else:  # the course's split: the source classes' training images, the target classes' test images
+        meta_x, meta_labels, test_x, test_labels = source.x_train, source.y_train, target.x_test, target.y_test
+    meta_images, test_images = meta.normalized(meta_x), meta.normalized(test_x)
+    print(f"episodes from {EPISODE_DATA}: meta-training on {len(np.unique(meta_labels))} classes "
+          f"({len(meta_labels):,} images), testing on {len(np.unique(test_labels))} others ({len(test_labels):,})")
     image_params, meta_seconds = {}, {}
     for name, episode_loss in progress_bar(IMAGE_METHODS.items(), desc="meta-training"):
         start = time.perf_counter()
@@ -465,14 +475,14 @@ def predict_episode(name: str, params: dict, episode: tuple) -> np.ndarray:
 
 
 if PART in ("all", "episodes"):
-    loader = torch_data.make_loader(target.x_test, target.y_test, train=False, batch_size=256)
+    loader = torch_data.make_loader(test_x, test_labels, train=False, batch_size=256)
     frozen_features = torch_train.extract_features(model_03.features, loader, device, progress=False)
     rng = np.random.default_rng(SEED + 1)
     episode_acc: dict = {name: [] for name in [*IMAGE_METHODS, "probe (03, frozen)"]}
     for _ in progress_bar(range(config["episodes"]), desc=f"{N_WAY}-way {K_SHOT}-shot test episodes"):
-        support, y_s, query, y_q, _ = meta.relabelled_episode(target.y_test, N_WAY, K_SHOT, QUERY, rng)
-        episode = (target_images[support].to(device), torch.as_tensor(y_s, device=device),
-                   target_images[query].to(device), torch.as_tensor(y_q, device=device))
+        support, y_s, query, y_q, _ = meta.relabelled_episode(test_labels, N_WAY, K_SHOT, QUERY, rng)
+        episode = (test_images[support].to(device), torch.as_tensor(y_s, device=device),
+                   test_images[query].to(device), torch.as_tensor(y_q, device=device))
         for name in IMAGE_METHODS:
             episode_acc[name].append(float((predict_episode(name, image_params[name], episode) == y_q).mean()))
         probe = LogisticRegression(C=1.0, max_iter=1000).fit(frozen_features[support], y_s)

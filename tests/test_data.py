@@ -311,3 +311,40 @@ def test_own_image_is_cropped_square_and_shrunk_and_bad_paths_say_what_to_do(tmp
     (tmp_path / "notes.jpg").write_text("not an image")
     with pytest.raises(data.DataFormatError, match="Cannot read image"):
         data.read_own_image(tmp_path / "notes.jpg")
+
+
+def mini_cifar100(folder: Path) -> Path:
+    """Write a miniature CIFAR-100 python archive in the canonical format (fine and coarse labels, a meta file)."""
+    rng = np.random.default_rng(1)
+
+    def split(count: int) -> bytes:
+        """One pickled split: (count, 3072) uint8 pixels and fine labels 0-99."""
+        return pickle.dumps({b"data": rng.integers(0, 256, (count, 3072), dtype=np.uint8),
+                             b"fine_labels": [int(v) for v in rng.integers(0, 100, count)],
+                             b"coarse_labels": [0] * count}, protocol=2)
+
+    names = [f"class_{i}".encode() for i in range(100)]
+    return write_tar(folder / "cifar-100-python.tar.gz", {
+        "cifar-100-python/train": split(12), "cifar-100-python/test": split(5),
+        "cifar-100-python/meta": pickle.dumps({b"fine_label_names": names, b"coarse_label_names": []}, protocol=2)})
+
+
+def test_cifar100_is_parsed_downloaded_once_hash_checked_and_offline_capable(tmp_path, serve, data_root, monkeypatch):
+    archive = mini_cifar100(tmp_path)
+    parsed = data.parse_cifar100_archive(archive)
+    assert parsed.x_train.shape == (12, 32, 32, 3) and parsed.x_test.shape == (5, 32, 32, 3)
+    assert len(parsed.class_names) == 100 and parsed.identity["dataset"] == "cifar100"
+    with pytest.raises(data.DataUnavailableError, match="make prefetch ITEMS=cifar100"):
+        data.fetch_official_archive("cifar100", folder=data_root / "cifar100")  # offline, nothing cached
+    monkeypatch.delenv("WORKBOOK_OFFLINE")
+    url, requests = serve(archive.read_bytes())
+    with pytest.raises(data.DataFormatError, match="CIFAR-100 does not match its published SHA-256"):
+        data.fetch_official_archive("cifar100", url, "0" * 64, data_root / "cifar100")
+    fetched = data.fetch_official_archive("cifar100", url, sha256_file(archive), data_root / "cifar100")
+    again = data.fetch_official_archive("cifar100", url, sha256_file(archive), data_root / "cifar100")
+    assert fetched == again and fetched.read_bytes() == archive.read_bytes() and len(requests) == 2
+    broken = write_tar(tmp_path / "broken.tar.gz", {"cifar-100-python/train": b"not a pickle"})
+    with pytest.raises(data.DataFormatError, match="not a CIFAR-100 batch"):
+        data.parse_cifar100_archive(broken)
+    with pytest.raises(ValueError, match="known: cifar10, cifar100"):
+        data.fetch_official_archive("cifar1000")

@@ -242,3 +242,20 @@ def test_calibrated_stacking_trades_seen_for_unseen_accuracy():
     assert np.all(np.diff(acc_seen) <= 1e-12) and np.all(np.diff(acc_unseen) >= -1e-12)
     assert 0 < meta.area_under_curve(acc_seen, acc_unseen) <= 1
     assert meta.harmonic_mean(0.5, 0.5) == 0.5 and meta.harmonic_mean(0.9, 0.0) == 0
+
+
+def test_cifar_fs_keeps_64_training_and_20_test_classes_disjoint_with_all_their_images():
+    from helpers.data import ImageData
+
+    names = sorted(set(meta.CIFAR_FS_TEST) | set(meta.CIFAR_FS_VALIDATION) | {f"other_{i}" for i in range(64)})
+    labels = np.repeat(np.arange(100), 6)
+    images = np.zeros((600, 32, 32, 3), dtype=np.uint8)
+    cifar100 = ImageData(images[:400], labels[:400], images[400:], labels[400:], names)
+    (train_x, train_y), (test_x, test_y) = meta.cifar_fs_split(cifar100)
+    assert len(np.unique(train_y)) == 64 and len(np.unique(test_y)) == 20
+    assert not set(train_y) & set(test_y) and len(train_x) == len(train_y) and len(test_x) == len(test_y)
+    assert {names[i] for i in np.unique(test_y)} == set(meta.CIFAR_FS_TEST)
+    assert not {names[i] for i in np.unique(train_y)} & set(meta.CIFAR_FS_VALIDATION)
+    assert np.bincount(test_y)[np.unique(test_y)].tolist() == [6] * 20  # train and test images of each class
+    with pytest.raises(ValueError, match="needs CIFAR-100's 100 fine classes"):
+        meta.cifar_fs_split(ImageData(images[:10], labels[:10], images[:10], labels[:10], ["a", "b"]))
