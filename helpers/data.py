@@ -426,7 +426,7 @@ def fetch_official_archive(dataset: str, url: str | None = None, sha256: str | N
 
 def fetch_cifar10_archive(url: str | None = None, sha256: str | None = None, folder: Path | None = None) -> Path:
     """Return the hash-checked official CIFAR-10 archive, downloading it once (with progress) unless offline."""
-    return fetch_official_archive("cifar10", url, sha256, folder)
+    return fetch_official_archive("cifar10", url or CIFAR10_URL, sha256 or CIFAR10_SHA256, folder)
 
 
 def load_cifar100() -> ImageData:

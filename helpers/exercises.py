@@ -489,33 +489,40 @@ def _toy_regression() -> tuple[nn.Module, dict[str, torch.Tensor], torch.Tensor,
     return net, params, torch.randn(6, 3, dtype=torch.float64), torch.randn(6, 1, dtype=torch.float64)
 
 
-@exercise("11.1", "MAML's inner step, differentiable")
-def _maml_inner_step(answer: Callable[..., Any]) -> str | None:
+@exercise("11.1", "first-order MAML's meta-gradient")
+def _fomaml_gradient(answer: Callable[..., Any]) -> str | None:
     net, params, x, y = _toy_regression()
     loss_fn = lambda p, x_, y_: ((torch.func.functional_call(net, p, (x_,)) - y_) ** 2).mean()  # noqa: E731
-    lr = 0.3
-    got = answer(dict(params), loss_fn, x, y, lr)
+    support, query, lr = (x, y), (torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 1, dtype=torch.float64)), 0.3
+    got = answer(dict(params), loss_fn, support, query, lr)
     if not isinstance(got, dict) or set(got) != set(params):
         return f"return a dict with the same names as params ({', '.join(params)}), not {_describe(got)}"
-    grads = torch.autograd.grad(loss_fn(params, x, y), list(params.values()), create_graph=True)
-    want = {name: p - lr * g for (name, p), g in zip(params.items(), grads, strict=True)}
-    for name in params:
-        expect(got[name], want[name], "each tensor moves to p - lr * (d loss / d p), the gradient of loss_fn at "
-               "params on (x, y)", rtol=0, atol=1e-9, name=name)
-    query = torch.randn(5, 3, dtype=torch.float64)
-    outer = lambda adapted: (torch.func.functional_call(net, adapted, (query,)) ** 2).mean()  # noqa: E731
-    if not all(torch.is_tensor(t) and t.requires_grad for t in got.values()):
-        return ("the step is detached from params, so no meta-gradient can flow through it: that is first-order "
-                "MAML. Keep the graph (torch.func.grad, or torch.autograd.grad with create_graph=True)")
-    got_meta = torch.autograd.grad(outer(got), list(params.values()), allow_unused=True)
-    want_meta = torch.autograd.grad(outer(want), list(params.values()))
-    for name, g_got, g_want in zip(params, got_meta, want_meta, strict=True):
-        if g_got is None:
-            return f"the meta-gradient does not reach {name}: keep every parameter in the step"
-        expect(g_got, g_want, "the meta-gradient through your step lacks the second-order term: the inner "
-               "gradient must stay differentiable (torch.func.grad, or create_graph=True; no .detach())",
-               rtol=0, atol=1e-9, name=f"meta-gradient of {name}")
-    return None
+    names, values = list(params), list(params.values())
+    inner = torch.autograd.grad(loss_fn(params, *support), values, create_graph=True)
+    adapted = {n: p - lr * g for n, p, g in zip(names, values, inner, strict=True)}
+    at_adapted = {n: v.detach().requires_grad_() for n, v in adapted.items()}
+    want = dict(zip(names, torch.autograd.grad(loss_fn(at_adapted, *query), list(at_adapted.values())), strict=True))
+    bugs = {"this is MAML's full meta-gradient (through the inner step); FOMAML treats the step as a constant":
+                torch.autograd.grad(loss_fn(adapted, *query), values, retain_graph=True),
+            "this is the query gradient at the starting parameters; take it at the adapted ones, after the step":
+                torch.autograd.grad(loss_fn(params, *query), values),
+            "this is the support loss's gradient; the meta-gradient comes from the query set":
+                torch.autograd.grad(loss_fn(params, *support), values)}
+    hint = ("take one step on the support set, theta' = theta - lr * grad, then the gradient of the query loss at "
+            "theta' (detached from the step)")
+    try:
+        for name in names:
+            expect(got[name], want[name], hint, rtol=0, atol=1e-9, name=name)
+        return None
+    except WrongAnswer as wrong:
+        for bug, grads in bugs.items():
+            try:
+                for name, g in zip(names, grads, strict=True):
+                    expect(got[name], g, rtol=0, atol=1e-9)
+                return f"{bug}; {hint}"
+            except WrongAnswer:
+                continue
+        return str(wrong)
 
 
 @exercise("11.2", "DAP's class scores")

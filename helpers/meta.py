@@ -189,6 +189,44 @@ def tied_in_source_span(source: np.ndarray, target: np.ndarray, names: Sequence[
             if np.allclose(projected[i], projected[j], atol=1e-9)]
 
 
+def attribute_groups(source: np.ndarray) -> list[list[int]]:
+    """Group the learnable attributes by identical source columns: each group is learned as one attribute."""
+    groups: dict[tuple, list[int]] = {}
+    for column in np.setdiff1d(np.arange(source.shape[1]), constant_attributes(source)):
+        groups.setdefault(tuple(source[:, column]), []).append(int(column))
+    return list(groups.values())
+
+
+def dap_tied_pairs(source: np.ndarray, target: np.ndarray, names: Sequence[str]) -> list[tuple[str, str]]:
+    """Pairs of target classes that direct attribute prediction scores identically on every image.
+
+    Attributes with identical source columns get identical training labels, so their classifiers and priors are
+    identical too; DAP's score then depends only on how many attributes of each such group a class has. Two
+    target classes tie when those counts match in every group (attributes no source class varies are left out).
+    """
+    counts = np.stack([target[:, columns].sum(1) for columns in attribute_groups(source)], 1)
+    return [(names[i], names[j]) for i in range(len(names)) for j in range(i + 1, len(names))
+            if np.array_equal(counts[i], counts[j])]
+
+
+def dap_scores(probs: np.ndarray, signatures: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """DAP's log scores (images, classes): sum over attributes of log p(a = a^z | x) minus log p(a = a^z).
+
+    Lampert et al. (2014), eq. 3, in logs; written by the learner in notebook 11's exercise 11.2.
+    """
+    eps = 1e-6
+    probs, prior = np.clip(probs, eps, 1 - eps), np.clip(prior, eps, 1 - eps)
+    match = np.log(probs) @ signatures.T + np.log(1 - probs) @ (1 - signatures).T
+    return match - (signatures @ np.log(prior) + (1 - signatures) @ np.log(1 - prior))
+
+
+def argmax_random_ties(scores: np.ndarray, rng: np.random.Generator, tolerance: float = 1e-9) -> np.ndarray:
+    """Row-wise argmax that breaks exact ties (within `tolerance`) at random: a tie is a coin flip, not a choice."""
+    best = scores >= scores.max(1, keepdims=True) - tolerance
+    noise = rng.random(scores.shape)
+    return np.where(best, noise, -1.0).argmax(1)
+
+
 def source_only(labels: np.ndarray, source_classes: Sequence[int]) -> np.ndarray:
     """Return `labels` unchanged if every one is a source class; else refuse: zero-shot never sees a target label."""
     foreign = sorted(set(np.unique(labels).tolist()) - set(source_classes))
@@ -198,12 +236,13 @@ def source_only(labels: np.ndarray, source_classes: Sequence[int]) -> np.ndarray
     return labels
 
 
-def seen_unseen_curve(scores: np.ndarray, labels: np.ndarray, seen: Sequence[int], steps: int = 201
+def seen_unseen_curve(scores: np.ndarray, labels: np.ndarray, seen: Sequence[int], steps: int = 201, seed: int = 0
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Calibrated stacking (Chao et al., 2016) swept over gamma: (gammas, seen accuracy, unseen accuracy).
 
     `scores` are (images, classes) scores over all classes; gamma is subtracted from the seen classes' scores
-    before the argmax. Seen accuracy is over images of seen classes, unseen accuracy over the rest.
+    before the argmax (exact ties broken at random). Seen accuracy is over images of seen classes, unseen accuracy
+    over the rest.
     """
     is_seen_class = np.isin(np.arange(scores.shape[1]), seen)
     margin = scores[:, is_seen_class].max(1) - scores[:, ~is_seen_class].max(1)
@@ -211,8 +250,9 @@ def seen_unseen_curve(scores: np.ndarray, labels: np.ndarray, seen: Sequence[int
     gammas = np.linspace(-spread, spread, steps)
     seen_image = np.isin(labels, seen)
     acc_seen, acc_unseen = [], []
+    rng = np.random.default_rng(seed)
     for gamma in gammas:
-        predicted = (scores - gamma * is_seen_class).argmax(1)
+        predicted = argmax_random_ties(scores - gamma * is_seen_class, rng)
         acc_seen.append(float((predicted[seen_image] == labels[seen_image]).mean()))
         acc_unseen.append(float((predicted[~seen_image] == labels[~seen_image]).mean()))
     return gammas, np.array(acc_seen), np.array(acc_unseen)

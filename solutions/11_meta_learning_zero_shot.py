@@ -4,10 +4,12 @@ import numpy as np
 import torch
 
 
-def maml_inner_step(params: dict, loss_fn, x: torch.Tensor, y: torch.Tensor, lr: float) -> dict:
-    """Exercise 11.1: one differentiable gradient step on (x, y) from `params`: a new dict of tensors."""
-    grads = torch.func.grad(loss_fn)(params, x, y)
-    return {name: p - lr * grads[name] for name, p in params.items()}
+def fomaml_gradient(params: dict, loss_fn, support: tuple, query: tuple, lr: float) -> dict:
+    """Exercise 11.1: FOMAML's meta-gradient of one task, the query gradient at the adapted parameters."""
+    grads = torch.autograd.grad(loss_fn(params, *support), list(params.values()))
+    adapted = {name: (p - lr * g).detach().requires_grad_() for (name, p), g in zip(params.items(), grads, strict=True)}
+    query_grads = torch.autograd.grad(loss_fn(adapted, *query), list(adapted.values()))
+    return dict(zip(params, query_grads, strict=True))
 
 
 def dap_class_scores(attribute_probs: np.ndarray, signatures: np.ndarray, prior: np.ndarray) -> np.ndarray:

@@ -88,13 +88,14 @@ def test_fomaml_differentiates_the_query_loss_at_the_adapted_parameters_only():
 
 def test_reptile_moves_epsilon_of_the_way_to_the_mean_of_the_adapted_weights():
     space = lesson("mse", "adapt", "reptile_update")
-    params, (x, y) = toy_params(space["sine_net"]), toy_tasks(3, 8, seed=3)
+    params, (x, y) = toy_params(space["sine_net"]), toy_tasks(3, 12, seed=3)
     updated = space["reptile_update"](params, x, y, 0.25)
     ends = []
-    for task in range(3):  # k plain SGD steps on each task, by hand
+    for task in range(3):  # k plain SGD steps on each task, each on the next minibatch of 4 points, by hand
         current = {k: v.detach().clone().requires_grad_() for k, v in params.items()}
-        for _ in range(3):
-            grads = torch.autograd.grad(space["mse"](current, x[task], y[task]), list(current.values()))
+        for step in range(3):
+            batch = slice(4 * step, 4 * step + 4)
+            grads = torch.autograd.grad(space["mse"](current, x[task, batch], y[task, batch]), list(current.values()))
             current = {k: (v - 0.05 * g).detach().requires_grad_()
                        for (k, v), g in zip(current.items(), grads, strict=True)}
         ends.append(current)
@@ -104,7 +105,7 @@ def test_reptile_moves_epsilon_of_the_way_to_the_mean_of_the_adapted_weights():
 
 
 def test_meta_training_lowers_the_error_after_one_step_on_a_fixed_seed():
-    space = lesson("mse", "adapt", "maml_task_loss", "sine_batch", "reptile_update", "train_sine",
+    space = lesson("mse", "adapt", "maml_task_loss", "sine_points", "sine_batch", "reptile_update", "train_sine",
                    sine_net=meta.sine_net(), INNER_LR=0.01, SINE_TASKS=10, REPTILE_EPSILON=0.1)
     rng = np.random.default_rng(7)
     x_s, y_s, x_q, y_q = space["sine_batch"](rng, 50, 10)
@@ -154,7 +155,7 @@ def test_the_image_network_is_a_pure_function_of_its_parameters():
 # --------------------------------------------------------------------------------------------- zero-shot
 
 def test_dap_scores_equal_the_product_formula_computed_by_brute_force():
-    dap_scores = lesson("dap_scores")["dap_scores"]
+    dap_scores = meta.dap_scores
     rng = np.random.default_rng(4)
     probs, signatures, prior = rng.uniform(0.05, 0.95, (6, 4)), rng.integers(0, 2, (3, 4)).astype(float), \
         rng.uniform(0.2, 0.8, 4)
@@ -204,7 +205,7 @@ def test_zero_shot_training_refuses_target_labels_and_the_notebook_guards_it():
     with pytest.raises(ValueError, match=r"classes \[7\] reached zero-shot training"):
         meta.source_only(np.array([0, 7]), (0, 1, 2, 3, 4))
     source = (NOTEBOOKS / f"{NOTEBOOK}.py").read_text()
-    guarded = source.index("zsl_labels = meta.source_only(cifar.y_train[chosen], splits.SOURCE_CLASSES)")
+    guarded = source.index("zsl_labels = meta.source_only(cifar.y_train[source_index], splits.SOURCE_CLASSES)")
     assert guarded < source.index("attribute_models = ") and guarded < source.index("eszsl_torch(scaler")
     assert "target.y_test" not in source[guarded:source.index("attribute_models = ")]
 
@@ -259,3 +260,25 @@ def test_cifar_fs_keeps_64_training_and_20_test_classes_disjoint_with_all_their_
     assert np.bincount(test_y)[np.unique(test_y)].tolist() == [6] * 20  # train and test images of each class
     with pytest.raises(ValueError, match="needs CIFAR-100's 100 fine classes"):
         meta.cifar_fs_split(ImageData(images[:10], labels[:10], images[:10], labels[:10], ["a", "b"]))
+
+
+def test_attributes_the_source_varies_together_are_one_group_and_dap_ties_what_they_cannot_separate():
+    source = meta.attribute_matrix(["airplane", "automobile", "bird", "cat", "deer"])
+    names = ["dog", "frog", "horse", "ship", "truck"]
+    groups = [[meta.ATTRIBUTE_NAMES[i] for i in group] for group in meta.attribute_groups(source)]
+    assert ["man-made", "has wheels", "carries people"] in groups
+    assert meta.dap_tied_pairs(source, meta.attribute_matrix(names), names) == [("ship", "truck")]
+    rng = np.random.default_rng(0)  # the tie is real: identical classifiers give ship and truck equal DAP scores
+    probs = rng.uniform(0.05, 0.95, (50, len(meta.ATTRIBUTE_NAMES)))
+    for group in meta.attribute_groups(source):
+        probs[:, group] = probs[:, group[:1]]
+    learnable = np.setdiff1d(np.arange(source.shape[1]), meta.constant_attributes(source))  # as the notebook
+    scores = meta.dap_scores(probs[:, learnable], meta.attribute_matrix(names)[:, learnable],
+                             source.mean(0)[learnable])
+    np.testing.assert_allclose(scores[:, 3], scores[:, 4], atol=1e-9)
+
+
+def test_ties_are_broken_at_random_and_clear_winners_are_kept():
+    scores = np.array([[1.0, 1.0, 0.0]] * 2000 + [[0.0, 2.0, 1.0]])
+    picked = meta.argmax_random_ties(scores, np.random.default_rng(0))
+    assert set(picked[:-1]) == {0, 1} and abs((picked[:-1] == 0).mean() - 0.5) < 0.05 and picked[-1] == 1
