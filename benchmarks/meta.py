@@ -13,6 +13,7 @@ draws the sinusoid error against gradient steps and the image methods' accuracy,
 from __future__ import annotations
 
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -93,8 +94,8 @@ def plot(metrics: list[dict], path: Path) -> Path:
         for i, r in enumerate(m["episodes"]):
             right.errorbar(i + 0.1 * (seed - 1), r["accuracy"], yerr=r["ci95"], fmt="o", color=f"C{i}", capsize=3)
     right.axhline(0.2, color="grey", linestyle=":", label="chance")
-    right.set(xticks=range(len(names)), xticklabels=names, ylabel="query accuracy",
-              title="5-way 5-shot target episodes (per seed)")
+    right.set(xticks=range(len(names)), ylabel="query accuracy", title="5-way 5-shot target episodes (per seed)")
+    right.set_xticklabels([textwrap.fill(name, 12) for name in names], fontsize=8)
     right.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -27,8 +27,9 @@
 # - Recognise classes never labelled from attribute classifiers (DAP's scores), measure it against chance, and
 #   name what limits it: attributes the source classes never vary, and the bias towards seen classes.
 #
-# **Estimated time** (`cpu` profile, 2 CPU cores, CIFAR-10 JPEG copy): about 7 minutes; the image episodes take
-# about half of it. The run prints its own time at the end, part by part. `smoke` takes about a minute. It needs
+# **Estimated time** (`cpu` profile, 2 CPU cores, CIFAR-10 JPEG copy): about 7 minutes (the README's benchmark):
+# the image episodes about 5 of them, the sinusoids under 2, the zero-shot part well under one. The run prints its
+# own time at the end, part by part. `smoke` takes about a minute. It needs
 # notebook 03's source model (trained first if missing, as in 07-09). `full` profile on one GPU: about 4 min (a
 # target, not yet measured).
 
