@@ -276,8 +276,8 @@ if PART in ("all", "sinusoid"):
                 final_error = {lr: e if np.isfinite(e) else np.inf for lr, e in final_error.items()}  # inf: diverged
                 test_lr[shots][method] = min(final_error, key=final_error.get)
                 print(f"K = {shots}: {method} fine-tunes with step size {test_lr[shots][method]} (validation MSE "
-                      f"after {FINE_TUNE_STEPS} steps: " + ", ".join(f"{lr}: {e:.2f}" for lr, e in final_error.items())
-                      + ")")
+                      f"after {FINE_TUNE_STEPS} steps: " + ", ".join(f"{lr}: {e:.2f}" if e < 1e3 else f"{lr}: diverged"
+                                                                     for lr, e in final_error.items()) + ")")
             test_tasks[shots] = sine_test_tasks(config["test_tasks"], shots, SEED + 2000 + shots)
             for method in SINE_METHODS:
                 curves[method, shots] = fine_tune_curve(sine_params[method], *test_tasks[shots],
@@ -625,8 +625,9 @@ if PART in ("all", "zero_shot"):
 
 if PART in ("all", "zero_shot"):
     scores = meta.dap_scores(attribute_probs, target_signatures[:, learnable], prior)  # the formula above
-    tie_breaker = np.random.default_rng(SEED)
-    dap_predicted = meta.argmax_random_ties(scores, tie_breaker)
+    random_order = np.random.default_rng(SEED).permuted(np.tile(np.arange(scores.shape[1]), (len(scores), 1)), axis=1)
+    scores += 1e-4 * random_order  # exact ties (see below) broken at random: classes 1e-4 apart in a random order
+    dap_predicted = scores.argmax(1)
     accuracy, low, high = metrics.bootstrap_accuracy(target.y_test, dap_predicted, seed=SEED)
     chance = 1 / len(target.class_names)
     zero_shot = {"accuracy": accuracy, "ci_low": low, "ci_high": high, "chance": chance,
