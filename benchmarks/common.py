@@ -6,6 +6,7 @@ import argparse
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -92,14 +93,18 @@ def finished_records(results: list[dict], folder: Path) -> list[dict]:
     return records
 
 
-def run_per_seed(benchmark: str, notebook: str, args: argparse.Namespace, grid: dict | None = None
-                 ) -> tuple[list[dict], list[dict]]:
-    """Run a notebook once per seed (a finished seed is reused on resume): (every result, the finished records)."""
+def run_per_seed(benchmark: str, notebook: str, args: argparse.Namespace,
+                 grid: Callable[[int], dict] | None = None) -> tuple[list[dict], list[dict]]:
+    """Run a notebook once per seed (a finished seed is reused on resume): (every result, the finished records).
+
+    `grid(seed)` gives the run's other parameters, as lists of one value each.
+    """
     from helpers.sweep import run_sweep
 
     use_offline_jpeg_copy(args.source)
     root = runs_root(benchmark, args.fresh)
     results = []
     for seed in range(args.seeds):
-        results += run_sweep(notebook, {"PROFILE": [args.profile], **(grid or {}), "SEED": [seed]}, root / "runs")
+        params = {"PROFILE": [args.profile], **(grid(seed) if grid else {}), "SEED": [seed]}
+        results += run_sweep(notebook, params, root / "runs")
     return results, finished_records(results, root / "runs")

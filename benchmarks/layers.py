@@ -19,10 +19,9 @@ import numpy as np
 
 from helpers.paths import outputs_root
 from helpers.reporting import write_benchmark
-from helpers.sweep import run_sweep
 from helpers.transferability import VARIANTS, accuracy_noise, widened
 
-from .common import benchmark_parser, data_name, finished_records, runs_root, spread, use_offline_jpeg_copy
+from .common import benchmark_parser, data_name, run_per_seed, spread
 
 BLOCKS = [1, 2, 3, 4]
 
@@ -112,19 +111,15 @@ def plot(rows: list[dict], path: Path, n_test: int | None = None) -> Path:
 def main(argv: list[str] | None = None) -> int:
     """Run notebook 09 per seed, write the tables and the plot; exit 1 if a run failed."""
     args = benchmark_parser(__doc__).parse_args(argv)
-    use_offline_jpeg_copy(args.source)
-    root = runs_root("layers", args.fresh)
-    results = []
-    for seed in range(args.seeds):  # one run per seed, so a finished seed is reused when the benchmark resumes
-        results += run_sweep("09_few_shot_multi_task", {"PROFILE": [args.profile], "BLOCKS": [BLOCKS],
-                                                        "SEEDS": [[seed]], "SEED": [seed]}, root / "runs")
-    records = finished_records(results, root / "runs")
+    results, records = run_per_seed("layers", "09_few_shot_multi_task", args,
+                                    lambda seed: {"BLOCKS": [BLOCKS], "SEEDS": [[seed]]})
     if not records:
         return 1
     metrics = [record["metrics"] for record in records]
     if any("layer_steps" not in m for m in metrics):  # a resumed run from before equal budgets: not comparable
-        print(f"Runs under {root / 'runs'} were recorded before base B and the AnB/BnB networks had equal budgets; "
-              "rerun with --fresh.", file=sys.stderr)
+        runs = outputs_root() / "benchmarks" / "layers" / "runs"
+        print(f"Runs under {runs} were recorded before base B and the AnB/BnB networks had equal budgets; rerun with "
+              "--fresh.", file=sys.stderr)
         return 1
     grid = layer_rows(metrics)
     identity = records[0]["data"]

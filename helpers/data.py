@@ -314,6 +314,16 @@ def _unpickle_batch(blob: bytes) -> dict[str, Any]:
     return {key.decode() if isinstance(key, bytes) else key: value for key, value in raw.items()}
 
 
+def _read_batch(blob: bytes, member: PurePosixPath, archive: Path, what: str) -> dict[str, Any]:
+    """Unpickle one batch of an official archive, or name the member and the archive that are not one."""
+    try:
+        return _unpickle_batch(blob)
+    except (pickle.UnpicklingError, EOFError, AttributeError, ValueError) as error:
+        if isinstance(error, DataFormatError):
+            raise
+        raise DataFormatError(f"Member {member} of {archive} is not a {what} batch ({error}). {REFETCH}") from error
+
+
 def parse_cifar10_archive(archive: Path) -> ImageData:
     """Parse the official python-version archive (verified by hash, or chosen by the user) into arrays."""
     digest = sha256_of(archive)
@@ -323,14 +333,8 @@ def parse_cifar10_archive(archive: Path) -> ImageData:
         if info.isfile() and member.name.startswith(("data_batch_", "test_batch", "batches.meta")):
             blobs[member] = read_member(tar, info, archive)
     batches: dict[str, dict[str, Any]] = {}
-    for member in list(blobs):
-        try:
-            batches[member.name] = _unpickle_batch(blobs.pop(member))  # popped: bytes and arrays are not held twice
-        except (pickle.UnpicklingError, EOFError, AttributeError, ValueError) as error:
-            if isinstance(error, DataFormatError):
-                raise
-            raise DataFormatError(f"Member {member} of {archive} is not a CIFAR-10 batch ({error}). {REFETCH}"
-                                  ) from error
+    for member in list(blobs):  # popped: bytes and arrays are not held twice
+        batches[member.name] = _read_batch(blobs.pop(member), member, archive, "CIFAR-10")
     expected = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]
     missing = [name for name in expected if name not in batches]
     if missing:
@@ -357,13 +361,7 @@ def parse_cifar100_archive(archive: Path) -> ImageData:
     batches: dict[str, dict[str, Any]] = {}
     for member, tar, info in iter_archive(archive, verified=digest == CIFAR100_SHA256):
         if info.isfile() and member.name in wanted:
-            try:
-                batches[member.name] = _unpickle_batch(read_member(tar, info, archive))
-            except (pickle.UnpicklingError, EOFError, AttributeError, ValueError) as error:
-                if isinstance(error, DataFormatError):
-                    raise
-                raise DataFormatError(f"Member {member} of {archive} is not a CIFAR-100 batch ({error}). {REFETCH}"
-                                      ) from error
+            batches[member.name] = _read_batch(read_member(tar, info, archive), member, archive, "CIFAR-100")
     missing = [name for name in wanted if name not in batches]
     if missing:
         raise DataFormatError(f"Archive {archive} lacks {missing}; it is not the CIFAR-100 python archive. {REFETCH}")

@@ -68,14 +68,6 @@ def attribute_table(class_names: Sequence[str]) -> dict:
                      f"{sorted(CIFAR10_ATTRIBUTES)} and the synthetic stand-in. Write one: a row of 0/1 per class")
 
 
-def check_inner_steps(steps: int, name: str = "inner steps") -> int:
-    """Refuse fewer than one inner gradient step: adaptation needs at least one."""
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"{name} must be a whole number >= 1 (got {steps!r}): adaptation takes at least one "
-                         f"gradient step on the support set")
-    return steps
-
-
 def sample_sine_tasks(count: int, points: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
     """Draw `count` sinusoid tasks, `points` inputs each: (amplitudes, phases, x, y), x and y (count, points, 1)."""
     amplitude = rng.uniform(*SINE_AMPLITUDE, size=(count, 1, 1))
@@ -145,7 +137,8 @@ def relabelled_episode(labels: np.ndarray, n_way: int, k_shot: int, query: int, 
 def attribute_matrix(class_names: Sequence[str], table: dict[str, Sequence[int]] | None = None) -> np.ndarray:
     """Return the attribute rows of `class_names` from `table` (default: the course's CIFAR-10 table), as a 0/1 matrix.
 
-    Refuses a class the table lacks, rows of different lengths or values other than 0 and 1.
+    Refuses a class the table lacks, rows of different lengths, values other than 0 and 1, and two classes with
+    the same row.
     """
     table = CIFAR10_ATTRIBUTES if table is None else table
     missing = [name for name in class_names if name not in table]
@@ -159,6 +152,7 @@ def attribute_matrix(class_names: Sequence[str], table: dict[str, Sequence[int]]
     matrix = np.array([list(table[name]) for name in class_names], dtype=float)
     if not np.isin(matrix, (0, 1)).all():
         raise ValueError(f"Attribute values must be 0 or 1; found {sorted(set(np.unique(matrix).tolist()) - {0, 1})}")
+    check_distinct(matrix, class_names)
     return matrix
 
 
@@ -220,11 +214,14 @@ def dap_scores(probs: np.ndarray, signatures: np.ndarray, prior: np.ndarray) -> 
     return match - (signatures @ np.log(prior) + (1 - signatures) @ np.log(1 - prior))
 
 
-def argmax_random_ties(scores: np.ndarray, rng: np.random.Generator, tolerance: float = 1e-9) -> np.ndarray:
-    """Row-wise argmax that breaks exact ties (within `tolerance`) at random: a tie is a coin flip, not a choice."""
-    best = scores >= scores.max(1, keepdims=True) - tolerance
-    noise = rng.random(scores.shape)
-    return np.where(best, noise, -1.0).argmax(1)
+def break_ties(scores: np.ndarray, rng: np.random.Generator, step: float = 1e-4) -> np.ndarray:
+    """Scores with exact ties made into a random order: each row's classes get offsets 0, step, 2 step... shuffled.
+
+    The argmax of the result is a fair coin flip among classes that tied, and the probabilities made from it
+    agree with that argmax (a `step` of 1e-4 in log-score survives float32); scores further apart keep their order.
+    """
+    order = rng.permuted(np.tile(np.arange(scores.shape[1]), (len(scores), 1)), axis=1)
+    return scores + step * order
 
 
 def source_only(labels: np.ndarray, source_classes: Sequence[int]) -> np.ndarray:
@@ -236,26 +233,11 @@ def source_only(labels: np.ndarray, source_classes: Sequence[int]) -> np.ndarray
     return labels
 
 
-def seen_unseen_curve(scores: np.ndarray, labels: np.ndarray, seen: Sequence[int], steps: int = 201, seed: int = 0
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Calibrated stacking (Chao et al., 2016) swept over gamma: (gammas, seen accuracy, unseen accuracy).
-
-    `scores` are (images, classes) scores over all classes; gamma is subtracted from the seen classes' scores
-    before the argmax (exact ties broken at random). Seen accuracy is over images of seen classes, unseen accuracy
-    over the rest.
-    """
+def stacking_offsets(scores: np.ndarray, seen: Sequence[int], steps: int = 201) -> np.ndarray:
+    """Offsets gamma for calibrated stacking, from all-seen to all-unseen predictions on these scores."""
     is_seen_class = np.isin(np.arange(scores.shape[1]), seen)
-    margin = scores[:, is_seen_class].max(1) - scores[:, ~is_seen_class].max(1)
-    spread = np.abs(margin).max() + 1e-6
-    gammas = np.linspace(-spread, spread, steps)
-    seen_image = np.isin(labels, seen)
-    acc_seen, acc_unseen = [], []
-    rng = np.random.default_rng(seed)
-    for gamma in gammas:
-        predicted = argmax_random_ties(scores - gamma * is_seen_class, rng)
-        acc_seen.append(float((predicted[seen_image] == labels[seen_image]).mean()))
-        acc_unseen.append(float((predicted[~seen_image] == labels[~seen_image]).mean()))
-    return gammas, np.array(acc_seen), np.array(acc_unseen)
+    spread = np.abs(scores[:, is_seen_class].max(1) - scores[:, ~is_seen_class].max(1)).max() + 1e-6
+    return np.linspace(-spread, spread, steps)
 
 
 def harmonic_mean(a: float, b: float) -> float:

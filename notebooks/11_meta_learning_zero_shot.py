@@ -88,10 +88,7 @@ from helpers import (
 from helpers import transferability as tr
 from helpers.progress import progress_bar  # tqdm that a saved notebook shows finished
 
-parameters.check_parameters(globals(), choices={"PART": meta.PARTS, "EPISODE_DATA": meta.EPISODE_DATA})  # checked here
-meta.check_inner_steps(INNER_STEPS, "INNER_STEPS")
-meta.check_inner_steps(TEST_INNER_STEPS, "TEST_INNER_STEPS")
-meta.check_inner_steps(FINE_TUNE_STEPS, "FINE_TUNE_STEPS")
+parameters.check_parameters(globals(), choices={"PART": meta.PARTS, "EPISODE_DATA": meta.EPISODE_DATA})  # ranges too
 
 plots.setup_plots()
 environment = runtime.environment_report()
@@ -394,16 +391,15 @@ if PART in ("all", "sinusoid"):
 # code: transductive, and the same for the four meta-learners (the probe's network, 03's, runs in eval mode).
 
 # %%
-def cross_entropy(params: dict, x: torch.Tensor, y: torch.Tensor, net: nn.Module) -> torch.Tensor:
-    """Cross-entropy of `net` run with `params` on (x, y)."""
-    return nn.functional.cross_entropy(functional_call(net, params, (x,)), y)
+def image_loss(params: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the 4-block CNN run with `params` on (x, y)."""
+    return nn.functional.cross_entropy(functional_call(image_net, params, (x,)), y)
 
 
 def maml_episode_loss(params: dict, episode: tuple, first_order: bool = False) -> torch.Tensor:
     """Query loss of the whole network after INNER_STEPS inner steps on the support set."""
     x_s, y_s, x_q, y_q = episode
-    loss = lambda p, x, y: cross_entropy(p, x, y, image_net)  # noqa: E731
-    return loss(adapt(loss, params, x_s, y_s, IMAGE_INNER_LR, INNER_STEPS, first_order), x_q, y_q)
+    return image_loss(adapt(image_loss, params, x_s, y_s, IMAGE_INNER_LR, INNER_STEPS, first_order), x_q, y_q)
 
 
 def embed(params: dict, x: torch.Tensor) -> torch.Tensor:
@@ -434,10 +430,12 @@ def prototype_episode_loss(params: dict, episode: tuple) -> torch.Tensor:
 
 
 def episode_tensors(images: torch.Tensor, labels: np.ndarray, rng: np.random.Generator) -> tuple:
-    """One episode as tensors on the device: (x_support, y_support, x_query, y_query), labels 0..N-1 reshuffled."""
+    """One episode on the device, (x_support, y_support, x_query, y_query) with labels 0..N-1 reshuffled, and the
+    support and query indices it drew."""
     support, y_support, query, y_query, _ = meta.relabelled_episode(labels, N_WAY, K_SHOT, QUERY, rng)
     as_labels = lambda y: torch.as_tensor(y, device=device)  # noqa: E731
-    return images[support].to(device), as_labels(y_support), images[query].to(device), as_labels(y_query)
+    episode = images[support].to(device), as_labels(y_support), images[query].to(device), as_labels(y_query)
+    return episode, support, query
 
 
 def meta_train(episode_loss, steps: int, seed: int) -> dict:
@@ -447,7 +445,7 @@ def meta_train(episode_loss, steps: int, seed: int) -> dict:
     optimizer = torch.optim.Adam(params.values(), lr=1e-3)
     rng = np.random.default_rng(seed)
     for _ in range(steps):
-        loss = sum(episode_loss(params, episode_tensors(meta_images, meta_labels, rng))
+        loss = sum(episode_loss(params, episode_tensors(meta_images, meta_labels, rng)[0])
                    for _ in range(TASKS_PER_STEP)) / TASKS_PER_STEP
         optimizer.zero_grad()
         loss.backward()
@@ -496,8 +494,7 @@ def predict_episode(name: str, params: dict, episode: tuple, head_only: bool = F
         head = {n: p for n, p in params.items() if n.startswith("head.")}
         head = adapt(head_loss, head, features_s, y_s, IMAGE_INNER_LR, TEST_INNER_STEPS, first_order=True)
         return (features_q @ head["head.weight"].T + head["head.bias"]).argmax(1).cpu().numpy()
-    loss_fn = lambda p, x, y: cross_entropy(p, x, y, image_net)  # noqa: E731
-    adapted = adapt(loss_fn, params, x_s, y_s, IMAGE_INNER_LR, TEST_INNER_STEPS, first_order=True)
+    adapted = adapt(image_loss, params, x_s, y_s, IMAGE_INNER_LR, TEST_INNER_STEPS, first_order=True)
     with torch.no_grad():
         return functional_call(image_net, adapted, (x_q,)).argmax(1).cpu().numpy()
 
@@ -509,9 +506,8 @@ if PART in ("all", "episodes"):
     HEAD_ONLY, PROBE = "MAML, head only at test", "probe (03, frozen)"
     episode_acc: dict = {name: [] for name in [*IMAGE_METHODS, HEAD_ONLY, PROBE]}
     for _ in progress_bar(range(config["episodes"]), desc=f"{N_WAY}-way {K_SHOT}-shot test episodes"):
-        support, y_s, query, y_q, _ = meta.relabelled_episode(test_labels, N_WAY, K_SHOT, QUERY, rng)
-        episode = (test_images[support].to(device), torch.as_tensor(y_s, device=device),
-                   test_images[query].to(device), torch.as_tensor(y_q, device=device))
+        episode, support, query = episode_tensors(test_images, test_labels, rng)
+        y_s, y_q = episode[1].cpu().numpy(), episode[3].cpu().numpy()
         for name in IMAGE_METHODS:
             episode_acc[name].append(float((predict_episode(name, image_params[name], episode) == y_q).mean()))
         head_only = predict_episode("MAML", image_params["MAML"], episode, head_only=True)
@@ -625,8 +621,8 @@ if PART in ("all", "zero_shot"):
 
 if PART in ("all", "zero_shot"):
     scores = meta.dap_scores(attribute_probs, target_signatures[:, learnable], prior)  # the formula above
-    random_order = np.random.default_rng(SEED).permuted(np.tile(np.arange(scores.shape[1]), (len(scores), 1)), axis=1)
-    scores += 1e-4 * random_order  # exact ties (see below) broken at random: classes 1e-4 apart in a random order
+    tie_breaker = np.random.default_rng(SEED)
+    scores = meta.break_ties(scores, tie_breaker)  # exact ties (see below) become a fair coin flip
     dap_predicted = scores.argmax(1)
     accuracy, low, high = metrics.bootstrap_accuracy(target.y_test, dap_predicted, seed=SEED)
     chance = 1 / len(target.class_names)
@@ -693,16 +689,29 @@ if PART in ("all", "zero_shot"):
 # choose γ by cross-validation on the seen classes instead; the AUSUC needs no choice at all).
 
 # %%
+def calibrated_stacking(scores: np.ndarray, labels: np.ndarray, seen: list, gammas: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seen-class accuracy, unseen-class accuracy and the share of unseen predictions, for each offset gamma."""
+    is_seen_class = np.isin(np.arange(scores.shape[1]), seen)
+    seen_image = is_seen_class[labels]
+    rows = []
+    for gamma in gammas:
+        predicted = (scores - gamma * is_seen_class).argmax(1)  # every seen class's score lowered by gamma
+        correct = predicted == labels
+        rows.append((correct[seen_image].mean(), correct[~seen_image].mean(), (~is_seen_class[predicted]).mean()))
+    return tuple(np.array(column) for column in zip(*rows, strict=True))
+
+
 if PART in ("all", "zero_shot"):
     all_signatures = meta.attribute_matrix(cifar.class_names, table["rows"])
     all_test_features = as_features(cifar.x_test)
     all_probs = np.stack([attribute_models[m].predict_proba(all_test_features)[:, 1] for m in learnable], 1)
     all_scores = meta.dap_scores(all_probs, all_signatures[:, learnable], prior)
     seen = list(splits.SOURCE_CLASSES)
-    gammas, acc_seen, acc_unseen = meta.seen_unseen_curve(all_scores, cifar.y_test, seen, seed=SEED)
-    is_seen_class = np.isin(np.arange(cifar.num_classes), seen)
-    unseen_share = [float((~is_seen_class[(all_scores - g * is_seen_class).argmax(1)]).mean()) for g in gammas]
-    half_unseen = int(np.argmin(np.abs(np.array(unseen_share) - 0.5)))
+    all_scores = meta.break_ties(all_scores, tie_breaker)
+    gammas = meta.stacking_offsets(all_scores, seen)
+    acc_seen, acc_unseen, unseen_share = calibrated_stacking(all_scores, cifar.y_test, seen, gammas)
+    half_unseen = int(np.argmin(np.abs(unseen_share - 0.5)))
     at_zero = int(np.argmin(np.abs(gammas)))
     generalised = {"seen_at_0": acc_seen[at_zero], "unseen_at_0": acc_unseen[at_zero],
                    "H_at_0": meta.harmonic_mean(acc_seen[at_zero], acc_unseen[at_zero]),
@@ -776,10 +785,10 @@ if PART in ("all", "zero_shot"):
     eszsl_scores = {"PyTorch": standardized_target @ v_torch @ target_signatures.T,
                     "Keras": standardized_target @ v_keras @ target_signatures.T}
     largest_gap = float(np.abs(eszsl_scores["PyTorch"] - eszsl_scores["Keras"]).max())
-    rounded = {name: np.round(values, 9) for name, values in eszsl_scores.items()}  # the same up to rounding
-    eszsl_predicted = meta.argmax_random_ties(rounded["PyTorch"], np.random.default_rng(SEED))
+    offsets = meta.break_ties(np.zeros_like(eszsl_scores["PyTorch"]), np.random.default_rng(SEED))  # the same for both
+    eszsl_predicted = (eszsl_scores["PyTorch"] + offsets).argmax(1)
     eszsl_acc = metrics.bootstrap_accuracy(target.y_test, eszsl_predicted, seed=SEED)
-    agree = float((rounded["Keras"].argmax(1) == rounded["PyTorch"].argmax(1)).mean())
+    agree = float(((eszsl_scores["Keras"] + offsets).argmax(1) == eszsl_predicted).mean())
     tied = meta.tied_in_source_span(source_signatures, target_signatures, target.class_names)
     gap = metrics.bootstrap_difference(target.y_test, eszsl_predicted, dap_predicted, seed=SEED)
     results["eszsl"] = {"accuracy": eszsl_acc[0], "ci_low": eszsl_acc[1], "ci_high": eszsl_acc[2],

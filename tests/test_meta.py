@@ -139,9 +139,12 @@ def test_impossible_episodes_are_refused_with_the_fix(n_way, k_shot, query, mess
 
 
 @pytest.mark.parametrize("steps", [0, -1, 1.5])
-def test_fewer_than_one_inner_step_is_refused(steps):
-    with pytest.raises(ValueError, match="at least one"):
-        meta.check_inner_steps(steps, "INNER_STEPS")
+@pytest.mark.parametrize("name", ["INNER_STEPS", "TEST_INNER_STEPS", "FINE_TUNE_STEPS"])
+def test_fewer_than_one_inner_step_is_refused(name, steps):
+    from helpers import parameters
+
+    with pytest.raises(ValueError, match=f"{name}={steps} (is out of range: it must be >= 1|must be an int)"):
+        parameters.check_parameters({"__annotations__": {name: int}, name: steps})
 
 
 def test_the_image_network_is_a_pure_function_of_its_parameters():
@@ -232,15 +235,18 @@ def test_eszsl_in_keras_equals_eszsl_in_torch_and_is_blind_outside_the_source_sp
 
 
 def test_calibrated_stacking_trades_seen_for_unseen_accuracy():
+    calibrated_stacking = lesson("calibrated_stacking")["calibrated_stacking"]
     rng = np.random.default_rng(6)
     labels = np.repeat(np.arange(4), 50)
     scores = rng.normal(size=(200, 4)) + 2 * np.eye(4)[labels] + np.array([1.5, 1.5, 0, 0])  # biased to seen
-    gammas, acc_seen, acc_unseen = meta.seen_unseen_curve(scores, labels, seen=[0, 1])
+    gammas = meta.stacking_offsets(scores, [0, 1])
+    acc_seen, acc_unseen, unseen_share = calibrated_stacking(scores, labels, [0, 1], gammas)
     seen_images = labels < 2
     among_seen = (scores[seen_images, :2].argmax(1) == labels[seen_images]).mean()
     assert acc_seen[0] == among_seen and acc_unseen[0] == 0  # gamma very negative: every prediction a seen class
     assert acc_seen[-1] == 0 and acc_unseen[-1] > 0.8  # gamma very large: all unseen
     assert np.all(np.diff(acc_seen) <= 1e-12) and np.all(np.diff(acc_unseen) >= -1e-12)
+    assert unseen_share[0] == 0 and unseen_share[-1] == 1 and np.all(np.diff(unseen_share) >= 0)
     assert 0 < meta.area_under_curve(acc_seen, acc_unseen) <= 1
     assert meta.harmonic_mean(0.5, 0.5) == 0.5 and meta.harmonic_mean(0.9, 0.0) == 0
 
@@ -280,5 +286,5 @@ def test_attributes_the_source_varies_together_are_one_group_and_dap_ties_what_t
 
 def test_ties_are_broken_at_random_and_clear_winners_are_kept():
     scores = np.array([[1.0, 1.0, 0.0]] * 2000 + [[0.0, 2.0, 1.0]])
-    picked = meta.argmax_random_ties(scores, np.random.default_rng(0))
+    picked = meta.break_ties(scores, np.random.default_rng(0)).argmax(1)
     assert set(picked[:-1]) == {0, 1} and abs((picked[:-1] == 0).mean() - 0.5) < 0.05 and picked[-1] == 1
