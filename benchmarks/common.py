@@ -44,6 +44,36 @@ def spread(values: list[float]) -> dict[str, float]:
             "min": float(array.min()), "max": float(array.max()), "n": len(array)}
 
 
+class SeedTable:
+    """Per-seed values of a benchmark's cells, (table, item), and each seed's own 95% half-width where it has one."""
+
+    COLUMNS = ["table", "item", "seeds", "value", "seed_std", "min", "max", "note"]
+
+    def __init__(self) -> None:
+        self.cells: dict[tuple[str, str], list[float]] = {}
+        self.halves: dict[tuple[str, str], list[float]] = {}
+
+    def add(self, table: str, item: str, value: float | None, half: float | None = None) -> None:
+        """Append one seed's value (and its interval's half-width); a missing value is skipped."""
+        if value is None:
+            return
+        self.cells.setdefault((table, item), []).append(float(value))
+        if half is not None:
+            self.halves.setdefault((table, item), []).append(float(half))
+
+    def rows(self) -> list[dict]:
+        """One row per cell: mean over seeds, their spread, and the mean within-seed half-width as a note."""
+        rows = []
+        for (table, item), values in self.cells.items():
+            summary = spread(values)
+            halves = self.halves.get((table, item))
+            rows.append({"table": table, "item": item, "seeds": summary["n"], "value": round(summary["mean"], 4),
+                         "seed_std": round(summary["std"], 4), "min": round(summary["min"], 4),
+                         "max": round(summary["max"], 4),
+                         **({"note": f"within-seed 95% +-{np.mean(halves):.3f}"} if halves else {})})
+        return rows
+
+
 def runs_root(benchmark: str, fresh: bool) -> Path:
     """Return outputs/benchmarks/<benchmark>/, emptied first when `fresh` (runs are otherwise resumed)."""
     root = outputs_root() / "benchmarks" / benchmark

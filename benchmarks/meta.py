@@ -16,37 +16,16 @@ import sys
 import textwrap
 from pathlib import Path
 
-import numpy as np
-
 from helpers.paths import outputs_root
 from helpers.reporting import write_benchmark
 
-from .common import benchmark_parser, data_name, run_per_seed, spread
+from .common import SeedTable, benchmark_parser, data_name, run_per_seed
 
 
-def rows_from(cells: dict[tuple[str, str], list[float]], halves: dict[tuple[str, str], list[float]]) -> list[dict]:
-    """One row per (table, item): mean over seeds, seed spread, and the mean within-seed half-width as a note."""
-    rows = []
-    for (table, item), values in cells.items():
-        summary = spread(values)
-        rows.append({"table": table, "item": item, "seeds": summary["n"], "value": round(summary["mean"], 4),
-                     "seed_std": round(summary["std"], 4), "min": round(min(values), 4), "max": round(max(values), 4),
-                     **({"note": f"within-seed 95% +-{np.mean(halves[table, item]):.3f}"}
-                        if halves.get((table, item)) else {})})
-    return rows
-
-
-def collect(metrics: list[dict]) -> tuple[dict, dict]:
-    """Every number the table reports, per seed: (cells, within-seed half-widths)."""
-    cells: dict[tuple[str, str], list[float]] = {}
-    halves: dict[tuple[str, str], list[float]] = {}
-
-    def add(table: str, item: str, value: float, half: float | None = None) -> None:
-        """Append one seed's value (and its half-width) to a cell."""
-        cells.setdefault((table, item), []).append(float(value))
-        if half is not None:
-            halves.setdefault((table, item), []).append(float(half))
-
+def collect(metrics: list[dict]) -> SeedTable:
+    """Every number the table reports, per seed, with its within-seed half-width."""
+    table = SeedTable()
+    add = table.add
     for m in metrics:
         for r in m["sinusoid"]:
             steps = sorted(int(key.split()[1]) for key in r if key.startswith("MSE,"))
@@ -69,7 +48,7 @@ def collect(metrics: list[dict]) -> tuple[dict, dict]:
             add("zero-shot per class (DAP)", name, accuracy)
         for key, value in m["generalised"].items():
             add("generalised (10 classes, DAP)", key, value)
-    return cells, halves
+    return table
 
 
 def plot(metrics: list[dict], path: Path) -> Path:
@@ -109,12 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     if not records:
         return 1
     metrics = [record["metrics"] for record in records]
-    cells, halves = collect(metrics)
     figure = plot(metrics, outputs_root() / "benchmarks" / "meta.png")
     identity = records[0]["data"]
     walls = [m["wall_seconds"] for m in metrics]
-    write_benchmark("meta", rows_from(cells, halves), ["table", "item", "seeds", "value", "seed_std", "min", "max",
-                                                       "note"],
+    write_benchmark("meta", collect(metrics).rows(), SeedTable.COLUMNS,
                     {**identity, "name": data_name(identity)},
                     notes=f"{len(records)} seeds, profile {args.profile}; notebook 11 {min(walls):.0f} to "
                           f"{max(walls):.0f} s per seed; figure {figure.name}. Sinusoid rows: mean test MSE over the "

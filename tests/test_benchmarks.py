@@ -1,7 +1,7 @@
 import json
 from pathlib import Path
 
-from benchmarks.common import drop_stale_runs
+from benchmarks.common import SeedTable, drop_stale_runs
 from benchmarks.pytorch_transfer import check_targets, summarize
 
 
@@ -102,3 +102,15 @@ def test_layer_grid_averages_each_variant_and_block_count_over_seeds(tmp_path):
     anb = next(r for r in rows if r["variant"] == "AnB")
     assert anb["test_acc"] == 0.73 and anb["seeds"] == 2 and anb["seed_std"] > 0
     assert plot(rows, tmp_path / "layers.png").stat().st_size > 0
+
+
+def test_seed_table_summarises_each_cell_over_seeds_and_skips_missing_values():
+    table = SeedTable()
+    for value, half in ((0.60, 0.02), (0.64, 0.04), (None, None)):
+        table.add("probe, 50 labels/class", "simclr", value, half)
+    table.add("kNN monitor", "simclr, end", 0.5)
+    probe, monitor = table.rows()
+    assert probe["seeds"] == 2 and probe["value"] == 0.62 and probe["min"] == 0.6 and probe["max"] == 0.64
+    assert abs(probe["seed_std"] - 0.0283) < 1e-4 and probe["note"] == "within-seed 95% +-0.030"
+    assert monitor["seeds"] == 1 and monitor["seed_std"] == 0.0 and "note" not in monitor
+    assert set(probe) <= set(SeedTable.COLUMNS)
