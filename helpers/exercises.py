@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import metrics, models
+from . import metrics, models, selfsup
 from . import transfer_math as tm
 
 Check = Callable[[Callable[..., Any]], str | None]  # returns None when right, else what is wrong
@@ -547,3 +547,50 @@ def _dap_scores(answer: Callable[..., Any]) -> str | None:
             if isinstance(got, np.ndarray) and got.shape == want.shape and np.allclose(got, wrong_values, atol=1e-8):
                 return f"{bug}; {hint}"
         return str(wrong)
+
+
+@exercise("10.1", "the kNN monitor")
+def _knn_classify(answer: Callable[..., Any]) -> str | None:
+    rng = np.random.default_rng(10)
+    memory, queries = rng.normal(size=(40, 6)) * rng.uniform(0.5, 3, (40, 1)), rng.normal(size=(25, 6))
+    labels = rng.integers(0, 4, 40)
+    hint = ("scale rows to unit length, take each query's k largest cosine similarities, add exp(similarity / "
+            "temperature) to the vote of each neighbour's label, return the label with the most votes")
+    for k, temperature in ((5, 0.1), (40, 1.0), (1, 0.07)):
+        want = selfsup.knn_predict(memory, labels, queries, k, temperature)
+        got = answer(memory.copy(), labels.copy(), queries.copy(), k, temperature)
+        unweighted = selfsup.knn_predict(memory, labels, queries, k, 1e6)  # every neighbour one vote
+        if isinstance(got, np.ndarray) and got.shape == want.shape and not np.array_equal(got, want) \
+                and np.array_equal(got, unweighted):
+            return f"the neighbours' votes are not weighted by exp(similarity / temperature); {hint}"
+        expect(got, want.astype(float), hint, rtol=0, atol=0, name=f"labels with k = {k}")
+    return None
+
+
+def _brute_supcon(z: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
+    """SupCon's L_out by loops over anchors and positives: the definition, slowly."""
+    z = torch.nn.functional.normalize(z, dim=1)
+    total = []
+    for i in range(len(z)):
+        others = [k for k in range(len(z)) if k != i]
+        denominator = torch.logsumexp(torch.stack([z[i] @ z[k] / temperature for k in others]), 0)
+        positives = [p for p in others if labels[p] == labels[i]]
+        total.append(torch.stack([denominator - z[i] @ z[p] / temperature for p in positives]).mean())
+    return torch.stack(total).mean()
+
+
+@exercise("10.2", "supervised contrastive loss")
+def _supervised_contrastive(answer: Callable[..., Any]) -> str | None:
+    generator = torch.Generator().manual_seed(10)
+    z = torch.randn(12, 5, generator=generator, dtype=torch.float64) * 3
+    labels = torch.tensor([0, 1, 2, 0, 1, 3, 0, 1, 2, 0, 1, 3])  # each label twice or more: every anchor has a positive
+    hint = ("normalize the rows; for anchor i, average over positives p (same label, p != i) of "
+            "log-sum-exp over k != i of sim(i, k)/T minus sim(i, p)/T; then the mean over anchors")
+    for temperature in (0.5, 0.1):
+        want = _brute_supcon(z, labels, temperature)
+        got = answer(z.clone(), labels.clone(), temperature)
+        expect(got, want, hint, rtol=1e-6, atol=1e-9, name=f"the loss at temperature {temperature}")
+    pairs = torch.arange(6).repeat(2)  # each image its own class: SupCon is NT-Xent
+    expect(answer(z.clone(), pairs, 0.5), _brute_supcon(z, pairs, 0.5), "with one positive per anchor it must equal "
+           "NT-Xent", rtol=1e-6, atol=1e-9, name="the loss with one positive per anchor")
+    return None

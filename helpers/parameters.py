@@ -35,6 +35,7 @@ LIMITS: dict[str, list[tuple[str, float]]] = {  # bounds a value (or each item o
     "SINE_STEPS": [(">=", 1)], "SINE_TASKS": [(">=", 1)], "SINE_SHOTS": [(">=", 1)], "INNER_LR": [(">", 0)],
     "FINE_TUNE_STEPS": [(">=", 1)], "K_SHOT": [(">=", 1)], "META_STEPS": [(">=", 1)], "TASKS_PER_STEP": [(">=", 1)],
     "IMAGE_INNER_LR": [(">", 0)], "INNER_STEPS": [(">=", 1)], "TEST_INNER_STEPS": [(">=", 1)],
+    "PRETRAIN_STEPS": [(">=", 1)], "ROTATION_STEPS": [(">=", 1)], "SHORT_STEPS": [(">=", 1)],
 }
 COMPARE = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 TYPE_CHECKS = {

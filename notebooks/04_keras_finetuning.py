@@ -21,7 +21,7 @@
 # **Estimated time** (course model, target task, `cpu` profile on 2 CPU cores): feature extraction 1 to
 # 2.5 minutes; LP-FT about 2 to 3 minutes with 50 labels per class and 5 to 7 with 500; add one fine-tuning run for
 # the BatchNorm comparison. `full` profile on one GPU (an ImageNet backbone at 224x224 on every target image,
-# mixed precision): about 7 min (a target, not yet measured).
+# mixed precision): about 6 min (a target, not yet measured).
 
 # %% tags=["parameters"]
 from typing import Optional  # papermill reads Optional[int], not int | None

@@ -23,7 +23,7 @@
 # **Estimated time** (course model, target task, 500 labels per class, `cpu` profile on 2 CPU cores):
 # linear probe under 30 s including feature extraction (seconds once features are cached); each
 # training strategy about 1.5 to 2.5 minutes (25 epochs), 20 to 45 s with 10 or 50 labels per class. `full`
-# profile on one GPU (ImageNet ResNet-18 at 224x224 on every target image, bfloat16): about 6 min (a target,
+# profile on one GPU (ImageNet ResNet-18 at 224x224 on every target image, bfloat16): about 5 min (a target,
 # not yet measured).
 
 # %% tags=["parameters"]

@@ -96,17 +96,17 @@ def test_evaluation_compares_strategies_labels_and_protocols(course_run: Path):
     assert any(row["framework"] == "keras" for row in record["table"])
 
 
-def test_the_evaluation_notebook_reads_the_distillation_multi_task_and_zero_shot_runs(course_run: Path, monkeypatch):
+def test_the_evaluation_notebook_reads_the_runs_of_notebooks_08_to_11(course_run: Path, monkeypatch):
     find_runs = notebook_definition("06_evaluation", "find_runs", {"np": np, "reporting": reporting, "Path": Path})
     runs = {run["config"]["strategy"]: run for run in find_runs(course_run)}
-    for strategy in ("self_training", "multi_task", "zero_shot_dap"):  # notebooks 08, 09 and 11 (all parts)
+    for strategy in ("self_training", "multi_task", "simclr_linear_probe", "zero_shot_dap"):  # 08, 09, 10 and 11
         predictions = runs[strategy]["predictions"]
         accuracy = float((predictions["probs"].argmax(1) == predictions["y_true"]).mean())
         assert accuracy == pytest.approx(runs[strategy]["metrics"]["test_acc"], abs=1e-4), strategy
-    monkeypatch.setenv("WORKBOOK_OUTPUTS", str(course_run))  # a second course: 06 now finds 08's, 09's and 11's runs
+    monkeypatch.setenv("WORKBOOK_OUTPUTS", str(course_run))  # a second course: 06 finds 08's to 11's runs
     assert course.main(["--profile", "smoke", "--only", "06"]) == 0
     table = json.loads((course_run / "06_evaluation" / "metrics.json").read_text())["metrics"]["table"]
-    assert {"self_training", "multi_task", "zero_shot_dap"} <= {row["strategy"] for row in table}
+    assert {"self_training", "multi_task", "simclr_linear_probe", "zero_shot_dap"} <= {row["strategy"] for row in table}
     assert next(row for row in table if row["strategy"] == "zero_shot_dap")["labels"] == 0  # not "all"
 
 
