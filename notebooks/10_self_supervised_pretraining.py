@@ -27,8 +27,9 @@
 # - Train SimCLR in Keras with a custom `train_step`, on the same views, and compare it with PyTorch at equal steps.
 #
 # **Estimated time** (`cpu` profile, 2 CPU cores, CIFAR-10 JPEG copy): about 10 minutes, pretraining included
-# (the README's benchmark; a second run reuses the hash-checked checkpoints and takes about 3). `smoke` takes about
-# a minute. It needs notebook 03's source model for the supervised rows (trained first if missing, as in 07-09).
+# (the README's benchmark, which times each part; a second run reuses the hash-checked checkpoints and skips the
+# pretraining part). `smoke` takes about a minute. It needs notebook 03's source model for the supervised rows
+# (trained first if missing, as in 07-09).
 # `full` profile on one GPU: about 5 min (a target, not yet measured).
 
 # %% tags=["parameters"]
@@ -285,10 +286,13 @@ for method in methods:
 part_seconds["pretraining"] = time.perf_counter() - part_start
 
 # %% [markdown]
-# If pretraining works, the loss falls and the kNN monitor climbs above its value at step 0 (random weights): a
-# network that never saw a label then sorts target images by class better than random weights do. The lines under
-# the plot say whether it did in this run. The monitor costs a few forward passes, so a long run can be watched
-# without training a probe.
+# Read the two panels differently. The loss says whether the network is solving its pretext task. The kNN monitor is
+# a cheap and strict test of the features: are images of the same class already each other's nearest neighbours?
+# When it climbs above its value at step 0 (random weights), a network that never saw a label sorts target images by
+# class. When it stays flat or falls, as it can in a short run or for rotation prediction, whose features are
+# organised by orientation before class, the features are not thereby useless: a linear probe can still find class
+# directions that nearest neighbours miss. Section 5's probes decide; the monitor costs a few forward passes, so a
+# long run can be watched without training one. The lines under the plot say what happened in this run.
 
 # %%
 fig, (ax_loss, ax_knn) = plt.subplots(1, 2, figsize=(11, 3.8))
@@ -307,7 +311,8 @@ for method, history in histories.items():
     print(f"{method}: loss {history[1]['loss']:.3f} -> {history[-1]['loss']:.3f} over {history[-1]['step']} steps; "
           f"kNN monitor {history[0]['knn_acc']:.3f} -> {history[-1]['knn_acc']:.3f}, "
           + (f"{rose * 100:.1f} points above random weights" if rose > 0 else
-             f"not above random weights ({rose * 100:+.1f} points): too few steps to learn features"))
+             f"not above random weights ({rose * 100:+.1f} points): nearest neighbours do not yet group by "
+             "class; section 5's probes say whether a linear head finds the classes"))
 
 # %% [markdown]
 # ## 5 · Transfer to the target task: probe and LP-FT at 10, 50 and 500 labels per class
@@ -712,7 +717,8 @@ exercises.check("10.2", supervised_contrastive)
 #   augmentations decide what the features ignore, and colour distortion with crops is what makes it work.
 # - Judge a self-supervised model the way any source model is judged: probe and LP-FT on the target task with a
 #   few labels, every choice on those labels, paired intervals against random and supervised weights. A kNN
-#   monitor tracks it during pretraining without training a head.
+#   monitor watches pretraining without training a head, but it is stricter than a probe: when they disagree, the
+#   probe decides.
 # - On a CPU and 25,000 images, the printed comparisons above say how far labels-free pretraining got against
 #   labelled pretraining; at ImageNet scale it matches or beats it.
 #
