@@ -24,15 +24,20 @@ from .runs import run_name, run_one
 
 SOURCE_MODEL_NOTEBOOK = "03_pretrain_source_model"
 EVALUATION_NOTEBOOK = "06_evaluation"
-# What the comparison runs, per profile: notebook 05 over strategies x labels x validation, and notebook 04's pair.
+# What the comparison runs, per profile: notebook 05 over strategies x labels x validation, notebook 04's pair,
+# scratch at more labels ("scratch_labels"), so that 06 can say how many labels scratch needs to equal transfer, and
+# the honest PyTorch runs again on more seeds ("repeat_seeds"), so that 06 can show the seed spread of the key rows.
 COMPARISON: dict[str, dict[str, Any]] = {
     "smoke": {"labels": [5, 10], "seeds": [0], "torch": ["scratch", "linear_probe", "lp_ft"],
-              "oracle": ["linear_probe"], "keras": ["linear_probe"], "keras_labels": [10]},
+              "oracle": ["linear_probe"], "keras": ["linear_probe"], "keras_labels": [10], "scratch_labels": [20],
+              "repeat_seeds": []},
     "cpu": {"labels": [10, 50], "seeds": [0], "torch": ["scratch", "linear_probe", "finetune_full", "lp_ft"],
-            "oracle": ["linear_probe", "lp_ft"], "keras": ["linear_probe", "lp_ft"], "keras_labels": [50]},
+            "oracle": ["linear_probe", "lp_ft"], "keras": ["linear_probe", "lp_ft"], "keras_labels": [50],
+            "scratch_labels": [500], "repeat_seeds": [1, 2]},
     "full": {"labels": [10, 50, 500], "seeds": [0, 1, 2],
              "torch": ["scratch", "linear_probe", "finetune_full", "lp_ft"], "oracle": ["linear_probe", "lp_ft"],
-             "keras": ["linear_probe", "lp_ft"], "keras_labels": [50, 500]},
+             "keras": ["linear_probe", "lp_ft"], "keras_labels": [50, 500], "scratch_labels": [2000],
+             "repeat_seeds": []},
 }
 
 
@@ -71,6 +76,12 @@ def comparison_runs(profile: str) -> list[tuple[str, dict[str, Any]]]:
             for validation in ["labelled"] + (["oracle"] if strategy in plan["oracle"] else []):
                 runs.append(("05_pytorch_finetuning", {"STRATEGY": strategy, "LABELS_PER_CLASS": labels,
                                                        "VALIDATION": validation, "SEED": seed}))
+    for seed, labels in itertools.product(plan["seeds"], plan["scratch_labels"]):
+        runs.append(("05_pytorch_finetuning", {"STRATEGY": "scratch", "LABELS_PER_CLASS": labels,
+                                               "VALIDATION": "labelled", "SEED": seed}))
+    for seed, labels, strategy in itertools.product(plan["repeat_seeds"], plan["labels"], plan["torch"]):
+        runs.append(("05_pytorch_finetuning", {"STRATEGY": strategy, "LABELS_PER_CLASS": labels,
+                                               "VALIDATION": "labelled", "SEED": seed}))
     for seed, labels, strategy in itertools.product(plan["seeds"], plan["keras_labels"], plan["keras"]):
         runs.append(("04_keras_finetuning", {"STRATEGY": strategy, "LABELS_PER_CLASS": labels, "SEED": seed,
                                              "SHOW_BN_PITFALL": False, "VGG16_BASELINE": False}))

@@ -167,3 +167,45 @@ def paired_permutation_p(labels: np.ndarray, preds_a: np.ndarray, preds_b: np.nd
     result = stats.permutation_test((right_a, right_b), lambda a, b: a.mean() - b.mean(), permutation_type="samples",
                                     n_resamples=resamples, rng=np.random.default_rng(seed))
     return float(result.pvalue)
+
+
+def equivalent_labels(counts: list[int], accuracies: np.ndarray, target: float) -> float:
+    """Labels per class a learning curve needs to reach `target`, interpolated linearly in log(labels).
+
+    The curve is made monotone first (its running maximum), since more labels never have to be worse. A target at or
+    below the first point returns the first count (reached with the fewest labels tried); one above every point
+    returns infinity (not reached within the labels tried).
+    """
+    if len(counts) != len(accuracies) or not counts:
+        raise ValueError(f"need one accuracy per label count, got {len(counts)} counts and {len(accuracies)} values")
+    if list(counts) != sorted(set(counts)) or counts[0] <= 0:
+        raise ValueError(f"label counts must be positive and increasing, got {list(counts)}")
+    curve = np.maximum.accumulate(np.asarray(accuracies, dtype=float))
+    if target <= curve[0]:
+        return float(counts[0])
+    if target > curve[-1]:
+        return float("inf")
+    upper = int(np.argmax(curve >= target))  # first point at or above the target; the one before is below it
+    low_acc, high_acc = curve[upper - 1], curve[upper]
+    fraction = (target - low_acc) / (high_acc - low_acc)
+    return float(np.exp(np.log(counts[upper - 1]) + fraction * (np.log(counts[upper]) - np.log(counts[upper - 1]))))
+
+
+def labels_to_match(labels: np.ndarray, curve_preds: dict[int, np.ndarray], preds: np.ndarray, level: float = 0.95,
+                    resamples: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Labels per class a curve's runs (e.g. scratch) need to equal one run, with a paired bootstrap interval.
+
+    All runs share the test images, so each resample draws images once for every run: (estimate, low, high), where
+    infinity means "more than the largest count tried".
+    """
+    labels = np.asarray(labels)
+    counts = sorted(curve_preds)
+    curve_right = np.stack([np.asarray(curve_preds[n]) == labels for n in counts]).astype(float)
+    right = (np.asarray(preds) == labels).astype(float)
+    estimate = equivalent_labels(counts, curve_right.mean(1), right.mean())
+    rng = np.random.default_rng(seed)
+    draws = [equivalent_labels(counts, curve_right[:, idx].mean(1), right[idx].mean())
+             for idx in rng.integers(0, len(labels), (resamples, len(labels)))]
+    tail = (1 - level) / 2
+    low, high = np.quantile(draws, [tail, 1 - tail], method="inverted_cdf")  # no interpolation with infinity
+    return estimate, float(low), float(high)

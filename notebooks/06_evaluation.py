@@ -12,13 +12,15 @@
 # - Compare two runs on the same test images with paired tests: McNemar's exact test and a permutation test.
 # - Measure calibration (expected calibration error, reliability diagram) and fix it with temperature
 #   scaling fitted on held-out predictions.
-# - Draw the data-efficiency curve and read off what transfer saves.
+# - Draw the data-efficiency curve and read off what transfer saves: how many labels scratch needs to equal it.
+# - Test Keras against PyTorch on the same test images: one strategy, two frameworks.
 # - See how much an "oracle" validation split, which a few-label user does not have, inflates the results.
 #
 # **Estimated time**: under a minute on a CPU for the analysis. `make course` runs a small comparison before this
 # notebook (PyTorch scratch, linear probe, full fine-tuning and LP-FT at two label counts, honest and oracle
-# validation, and the Keras pair; about 6 minutes on 2 CPU cores). If no runs exist at all, a quick `smoke`
-# run of notebook 05 is made first (about a minute), and the notebook says so.
+# validation, scratch at a third, larger count, the Keras pair, and in the `cpu` profile the honest PyTorch runs on
+# two more seeds; about 13 minutes on 2 CPU cores). If no runs exist at all, a quick `smoke` run of notebook 05 is
+# made first (about a minute), and the notebook says so.
 
 # %% tags=["parameters"]
 from typing import Optional  # papermill reads Optional[int], not int | None
@@ -120,6 +122,38 @@ columns = ["framework", "strategy", "weights", "labels", "validation", "labelled
 print(markdown_table(rows, columns))
 
 # %% [markdown]
+# ### The same run with another seed
+# The interval above is the noise of the *test set*: which 5,000 images we happened to test on. A second kind of
+# noise is the *seed*: which labelled images were drawn, the initial head, the order of batches. It is measured only
+# by running again. Where a setting ran on several seeds, the table below gives their mean, standard deviation and
+# range beside the mean test-set half-width; a difference between two strategies smaller than their seed spread is
+# not a finding about the strategies.
+
+# %%
+by_seed: dict[tuple, list[dict]] = {}
+for row in rows:
+    by_seed.setdefault((row["framework"], row["strategy"], row["labels"], row["validation"]), []).append(row)
+seed_rows = [{"framework": framework, "strategy": strategy, "labels": labels, "validation": validation,
+              "seeds": len(group), "mean": np.mean([r["test_acc"] for r in group]),
+              "std": np.std([r["test_acc"] for r in group], ddof=1),
+              "min": min(r["test_acc"] for r in group), "max": max(r["test_acc"] for r in group),
+              "test_half_width": np.mean([(r["ci_high"] - r["ci_low"]) / 2 for r in group])}
+             for (framework, strategy, labels, validation), group in by_seed.items()
+             if len({r["seed"] for r in group}) >= 2]
+if seed_rows:
+    print(markdown_table(seed_rows, ["framework", "strategy", "labels", "validation", "seeds", "mean", "std", "min",
+                                     "max", "test_half_width"]))
+    ranges = [row["max"] - row["min"] for row in seed_rows]
+    widths = [row["test_half_width"] for row in seed_rows]
+    print(f"Across seeds the key rows moved by {min(ranges) * 100:.1f} to {max(ranges) * 100:.1f} points (max - min), "
+          f"against test-set half-widths of {min(widths) * 100:.1f} to {max(widths) * 100:.1f} points: "
+          + ("a rerun can move a number by more than the test set's interval suggests."
+             if max(ranges) > max(widths) else "here the seed noise stays within the test-set noise."))
+else:
+    print("Every setting ran on one seed: the seed noise is unmeasured here (the `cpu` profile's `make course` "
+          "repeats the key rows on three seeds).")
+
+# %% [markdown]
 # ## Learning curves
 # Validation accuracy per epoch, for the runs that have a validation split (oracle runs, or runs with every
 # label), at the largest label budget among them (one seed each). Honest few-label runs have no validation
@@ -211,6 +245,17 @@ plt.show()
 # images), at the largest label count where both exist.
 
 # %%
+def paired_test(run_a: dict, run_b: dict) -> dict:
+    """Compare two runs on the same test images: the gap with its paired bootstrap interval, McNemar, permutation."""
+    truth = run_a["predictions"]["y_true"]
+    preds_a, preds_b = run_a["predictions"]["probs"].argmax(1), run_b["predictions"]["probs"].argmax(1)
+    gap, low, high = metrics.bootstrap_difference(truth, preds_a, preds_b, resamples=config["bootstrap_resamples"],
+                                                  seed=SEED)
+    return {"accuracy_a": float((preds_a == truth).mean()), "accuracy_b": float((preds_b == truth).mean()),
+            "gap": gap, "interval": [low, high], **metrics.mcnemar(truth, preds_a, preds_b),
+            "permutation_p": metrics.paired_permutation_p(truth, preds_a, preds_b, seed=SEED)}
+
+
 def honest_pytorch(strategy: str) -> dict:
     """The honest PyTorch runs of one strategy, keyed by (labels per class, seed)."""
     return {(run["config"].get("labels_per_class"), run["config"].get("seed")): run for run in runs
@@ -226,16 +271,11 @@ paired = None
 if pair_key is None:
     print("No LP-FT and full fine-tuning runs with the same labels, seed and test images: no paired test.")
 else:
-    run_a, run_b = lp_ft_runs[pair_key], full_runs[pair_key]
-    truth = run_a["predictions"]["y_true"]
-    preds_a, preds_b = run_a["predictions"]["probs"].argmax(1), run_b["predictions"]["probs"].argmax(1)
-    gap, low, high = metrics.bootstrap_difference(truth, preds_a, preds_b, resamples=config["bootstrap_resamples"],
-                                                  seed=SEED)
     paired = {"a": "lp_ft", "b": "finetune_full", "labels_per_class": pair_key[0], "seed": pair_key[1],
-              "gap": gap, "interval": [low, high], **metrics.mcnemar(truth, preds_a, preds_b),
-              "permutation_p": metrics.paired_permutation_p(truth, preds_a, preds_b, seed=SEED)}
+              **paired_test(lp_ft_runs[pair_key], full_runs[pair_key])}
+    gap, (low, high) = paired["gap"], paired["interval"]
     print(f"A = LP-FT, B = full fine-tuning (PyTorch, {pair_key[0] or 'all'} labels per class, seed {pair_key[1]}, "
-          f"{len(truth)} test images)\n"
+          f"{len(lp_ft_runs[pair_key]['predictions']['y_true'])} test images)\n"
           f"accuracy A - B = {gap:+.4f}, paired 95% bootstrap interval [{low:+.4f}, {high:+.4f}]\n"
           f"McNemar: right by A only {paired['only_a']}, by B only {paired['only_b']}, exact p = "
           f"{paired['p_value']:.3g}; permutation test p = {paired['permutation_p']:.3g}")
@@ -244,7 +284,8 @@ else:
 # Read the p-values against the gap: a small p says the gap is unlikely to be test-set noise, not that it is
 # large. The three numbers answer one question (is A's accuracy different from B's on these images?) from
 # different angles, so they usually agree; they say nothing about the *seed* noise, which only more runs
-# measure (see the first table's intervals and the data-efficiency curve's bars).
+# measure (the seed table above, the data-efficiency curve's bars, and the per-seed gaps below when the comparison
+# ran several seeds).
 
 # %%
 if paired is not None:  # the reading, worded by the numbers above
@@ -256,6 +297,12 @@ if paired is not None:  # the reading, worded by the numbers above
           f"was right on {paired['only_a']} images, full fine-tuning alone on {paired['only_b']}; McNemar's exact "
           f"p = {paired['p_value']:.2g}, permutation p = {paired['permutation_p']:.2g}; the paired interval "
           f"({low * 100:+.1f} to {high * 100:+.1f} points) {noise}, for this seed.")
+    seed_gaps = [paired_test(lp_ft_runs[key], full_runs[key])["gap"] for key in sorted(common, key=str)
+                 if key[0] == paired["labels_per_class"]]
+    if len(seed_gaps) >= 2:  # the seed noise, which the test above cannot see
+        print(f"Over {len(seed_gaps)} seeds at this label count, LP-FT minus full fine-tuning: "
+              f"{', '.join(f'{gap * 100:+.1f}' for gap in seed_gaps)} points (mean {np.mean(seed_gaps) * 100:+.1f}); "
+              f"LP-FT ahead on {sum(gap > 0 for gap in seed_gaps)} of {len(seed_gaps)}.")
 
 # %% [markdown]
 # The misclassified test images with the highest loss, −log of the probability given to the true class, across
@@ -380,6 +427,68 @@ else:
     print("No honest runs at two or more label counts: run `make course` or a sweep to draw this curve.")
 
 # %% [markdown]
+# ### What transfer saves, in labels
+# The curve answers the practical question: how many labelled images per class would training from scratch need to
+# do as well as transfer does with few? Scratch's measured points are joined linearly in log(labels), the scale of
+# the plot, after taking their running maximum (more labels are never allowed to hurt), and the transfer run's
+# accuracy is read off that line. The interval comes from the same paired bootstrap as above: each resample draws
+# test images once and recomputes every run's accuracy on them, so it carries the noise of both the scratch curve
+# and the transfer run. Only scratch runs with the transfer run's seed and test images take part, and a label count
+# beyond the largest one scratch tried is reported as "more than" it, never extrapolated.
+
+# %%
+def reached(count: float) -> float | None:
+    """A label count for the record: None when the scratch curve never reached it (JSON has no infinity)."""
+    return None if np.isinf(count) else count
+
+
+def labels_beyond(count: float | None, row: dict) -> str:
+    """A label count for print: rounded, or beyond the scratch counts tried (the curve is not extrapolated)."""
+    if count is None:
+        return f"more than {row['scratch_tried']}"
+    return f"{row['scratch_fewest']} or fewer" if count <= row["scratch_fewest"] else f"{count:.0f}"
+
+
+scratch_runs = honest_pytorch("scratch")
+savings = []
+for strategy in sorted({run["config"]["strategy"] for run in runs if run["framework"] == "pytorch"} - {"scratch"}):
+    by_labels = sorted(honest_pytorch(strategy).items(), key=lambda item: (item[0][0] or 0, item[0][1] or 0))
+    for (labels, seed), run in by_labels:
+        curve = {n: r for (n, s), r in scratch_runs.items() if s == seed and n
+                 and np.array_equal(r["predictions"]["y_true"], run["predictions"]["y_true"])}
+        if len(curve) < 2 or not labels:
+            continue
+        truth = run["predictions"]["y_true"]
+        needed, low, high = metrics.labels_to_match(truth, {n: r["predictions"]["probs"].argmax(1)
+                                                            for n, r in curve.items()},
+                                                    run["predictions"]["probs"].argmax(1),
+                                                    resamples=config["bootstrap_resamples"], seed=SEED)
+        savings.append({"strategy": strategy, "labels": labels, "seed": seed,
+                        "test_acc": run["metrics"]["test_acc"], "scratch_labels": reached(needed),
+                        "ci_low": reached(low), "ci_high": reached(high), "scratch_fewest": min(curve),
+                        "scratch_tried": max(curve),
+                        "saving": reached(needed / labels)})
+if savings:
+    shown = [{**row, **{name: labels_beyond(row[name], row) for name in
+                        ("scratch_labels", "ci_low", "ci_high")},
+              "saving": "" if row["saving"] is None else ("at most " if row["scratch_labels"] <= row["scratch_fewest"]
+                                                            else "") + f"{row['saving']:.1f}x"} for row in savings]
+    print(markdown_table(shown, ["strategy", "labels", "seed", "test_acc", "scratch_labels", "ci_low", "ci_high",
+                                 "saving"]))
+    below = [row for row in savings if row["labels"] < row["scratch_tried"]] or savings  # where scratch got more
+    best = max((row for row in below if row["labels"] == max(r["labels"] for r in below)),
+               key=lambda row: row["test_acc"])
+    reading = f"{best['strategy']} with {best['labels']} labels per class (test accuracy {best['test_acc']:.3f})"
+    if best["scratch_labels"] is None:
+        print(f"{reading} beats scratch with the most labels it was given ({best['scratch_tried']} per class).")
+    else:
+        print(f"{reading} equals scratch with {labels_beyond(best['scratch_labels'], best)} labels per class, 95% "
+              f"interval {labels_beyond(best['ci_low'], best)} to {labels_beyond(best['ci_high'], best)}: transfer "
+              f"saves about {best['saving']:.1f}x the labels.")
+else:
+    print("No honest scratch runs at two or more label counts beside a transfer run: `make course` runs them.")
+
+# %% [markdown]
 # ## How much does an oracle validation split inflate few-label results?
 # The same strategy, labels and seed, once with choices made on the labelled images only and once on the
 # 2,500-image validation split. The difference is what the extra labelled data, which the few-label user does
@@ -401,6 +510,45 @@ if inflation:
           "compare with the test-set intervals in the first table before calling a difference real.")
 else:
     print("No pair of honest and oracle runs with the same settings: `make course` runs some.")
+
+# %% [markdown]
+# ### Keras against PyTorch: one strategy, two frameworks, the same test images
+# The course teaches both frameworks side by side, so it owes a paired comparison of them. Notebook 04's Keras runs
+# and 05's PyTorch runs start from the same source weights (04 converts 03's checkpoint), use the same split and,
+# for a given seed, the same labelled images. Each pair below shares strategy, labels, seed and validation, so what
+# differs is each framework's recipe (head, BatchNorm mode while fine-tuning, schedule, augmentation) and its
+# numerics. The same paired test as above; an interval that covers zero means this test set cannot tell the two
+# frameworks apart for that seed.
+
+# %%
+def runs_by_setting(framework: str) -> dict:
+    """One framework's runs keyed by (strategy, labels per class, seed, validation)."""
+    return {(run["config"]["strategy"], run["config"].get("labels_per_class"), run["config"].get("seed"),
+             run["config"].get("validation", "oracle")): run for run in runs if run["framework"] == framework}
+
+
+keras_runs, torch_runs = runs_by_setting("keras"), runs_by_setting("pytorch")
+framework_tests = []
+for key in sorted(set(keras_runs) & set(torch_runs), key=str):
+    run_k, run_t = keras_runs[key], torch_runs[key]
+    if not np.array_equal(run_k["predictions"]["y_true"], run_t["predictions"]["y_true"]):
+        continue  # other test images (another dataset or split): not a paired comparison
+    test = paired_test(run_k, run_t)
+    strategy, labels, seed, validation = key
+    framework_tests.append({"strategy": strategy, "labels": labels or "all", "seed": seed, "validation": validation,
+                            "keras": test["accuracy_a"], "pytorch": test["accuracy_b"], "keras - pytorch": test["gap"],
+                            "ci_low": test["interval"][0], "ci_high": test["interval"][1],
+                            "mcnemar_p": test["p_value"], "verdict": metrics.noise_verdict(*test["interval"])})
+if framework_tests:
+    print(markdown_table(framework_tests, ["strategy", "labels", "seed", "validation", "keras", "pytorch",
+                                           "keras - pytorch", "ci_low", "ci_high", "mcnemar_p", "verdict"]))
+    apart = [f"{row['strategy']} at {row['labels']} labels per class ({row['keras - pytorch'] * 100:+.1f} points)"
+             for row in framework_tests if not row["ci_low"] <= 0 <= row["ci_high"]]
+    print(f"{len(framework_tests) - len(apart)} of {len(framework_tests)} pairs within the test-set noise"
+          + (f"; beyond it: {', '.join(apart)}: the recipes differ in effect, not only in numerics." if apart
+             else ": on these images the frameworks agree."))
+else:
+    print("No Keras and PyTorch runs with the same strategy, labels, seed and test images: `make course` runs them.")
 
 # %% [markdown]
 # ## How far fine-tuning moved each block: full fine-tuning against LP-FT
@@ -479,7 +627,15 @@ for (framework, strategy), points in curves.items():
         continue
     smallest = min(points)
     matched = [n for n in sorted(scratch_points) if np.mean(scratch_points[n]) >= np.mean(points[smallest])]
-    if matched and smallest == 0:  # zero-shot (notebook 11): no labels at all
+    interpolated = [row for row in savings if framework == "pytorch" and row["strategy"] == strategy
+                    and row["labels"] == smallest]
+    if interpolated:  # the paired, interpolated reading above, first seed
+        row = interpolated[0]
+        answers.append(f"{framework} {strategy} with {smallest} labels per class matches scratch with "
+                       f"{labels_beyond(row['scratch_labels'], row)} (95% interval "
+                       f"{labels_beyond(row['ci_low'], row)} to {labels_beyond(row['ci_high'], row)}, "
+                       f"seed {row['seed']}).")
+    elif matched and smallest == 0:  # zero-shot (notebook 11): no labels at all
         answers.append(f"{framework} {strategy} with no labels matches scratch with {matched[0]} per class.")
     elif matched:
         answers.append(f"{framework} {strategy} with {smallest} labels per class matches scratch with {matched[0]}: "
@@ -498,6 +654,7 @@ print("\n".join(answers) if answers else "Not enough runs to answer; run a sweep
 metrics_path = reporting.save_run(run_folder, config, {"runs_searched": str(search_root), "runs": len(runs)},
                                   {"table": rows, "featured_run": str(featured["folder"]),
                                    "temperature": temperature, "paired_test": paired,
+                                   "framework_tests": framework_tests, "savings": savings, "seed_spread": seed_rows,
                                    "block_movement": block_movement,
                                    "ece_before": ece_before, "ece_after": ece_after, "answers": answers,
                                    "oracle_inflation": inflation})

@@ -94,6 +94,20 @@ def test_evaluation_compares_strategies_labels_and_protocols(course_run: Path):
     assert {(s, n) for s in plan["torch"] for n in plan["labels"]} <= honest
     assert record["oracle_inflation"], "no pair of honest and oracle runs was compared"
     assert any(row["framework"] == "keras" for row in record["table"])
+    pairs = {(row["strategy"], row["labels"], row["validation"]) for row in record["framework_tests"]}
+    assert {(s, n, "labelled") for s in plan["keras"] for n in plan["keras_labels"]} <= pairs, \
+        "Keras and PyTorch runs of one strategy were not compared paired"
+    for row in record["framework_tests"]:
+        assert row["ci_low"] <= row["keras - pytorch"] <= row["ci_high"] and 0 <= row["mcnemar_p"] <= 1
+    saved = {(row["strategy"], row["labels"]) for row in record["savings"]}
+    assert {(s, n) for s in plan["torch"] if s != "scratch" for n in plan["labels"]} <= saved, \
+        "no 'labels scratch needs' reading for a transfer run"
+    for row in record["savings"]:
+        assert row["scratch_tried"] == max(plan["labels"] + plan["scratch_labels"])
+        inf = float("inf")  # None in the record: more labels than scratch was given
+        low, estimate, high = (inf if row[name] is None else row[name]
+                               for name in ("ci_low", "scratch_labels", "ci_high"))
+        assert min(plan["labels"]) <= low <= estimate <= high
 
 
 def test_the_evaluation_notebook_reads_the_runs_of_notebooks_08_to_11(course_run: Path, monkeypatch):

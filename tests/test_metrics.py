@@ -140,3 +140,32 @@ def test_one_vs_rest_curves_agree_with_the_summary_auc(predictions):
     assert len(curves) == 4 and all(0.5 < c["auc"] <= 1 and 0 < c["average_precision"] <= 1 for c in curves)
     macro = np.mean([c["auc"] for c in curves])
     assert macro == pytest.approx(metrics.classification_summary(labels, probs, list("abcd"))["roc_auc_ovr"])
+
+
+def test_equivalent_labels_interpolates_in_log_labels_on_a_monotone_curve():
+    counts, accuracies = [10, 100, 1000], np.array([0.5, 0.7, 0.9])
+    assert metrics.equivalent_labels(counts, accuracies, 0.6) == pytest.approx(np.sqrt(10 * 100))  # halfway in log
+    assert metrics.equivalent_labels(counts, accuracies, 0.9) == pytest.approx(1000)
+    assert metrics.equivalent_labels(counts, accuracies, 0.4) == 10  # reached with the fewest labels tried
+    assert metrics.equivalent_labels(counts, accuracies, 0.95) == float("inf")  # not reached
+    # a dip (0.65 < 0.7) is read as its running maximum: 0.7 is first reached at 100 labels
+    assert metrics.equivalent_labels(counts, np.array([0.5, 0.7, 0.65]), 0.7) == pytest.approx(100)
+    with pytest.raises(ValueError, match="increasing"):
+        metrics.equivalent_labels([100, 10], accuracies[:2], 0.6)
+    with pytest.raises(ValueError, match="one accuracy per label count"):
+        metrics.equivalent_labels(counts, accuracies[:2], 0.6)
+
+
+def test_labels_to_match_brackets_its_estimate_and_widens_when_the_curve_is_flat():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 5, 2000)
+    noisy = lambda accuracy: np.where(rng.random(2000) < accuracy, labels, (labels + 1) % 5)  # noqa: E731
+    steep = {10: noisy(0.5), 100: noisy(0.8), 1000: noisy(0.95)}
+    transfer = noisy(0.7)
+    estimate, low, high = metrics.labels_to_match(labels, steep, transfer, resamples=500)
+    assert low <= estimate <= high and 10 < low and high < 100
+    flat = {10: noisy(0.68), 100: noisy(0.70), 1000: noisy(0.72)}
+    _, flat_low, flat_high = metrics.labels_to_match(labels, flat, transfer, resamples=500)
+    assert np.log(flat_high / flat_low) > np.log(high / low)  # a flat curve pins the label count down less
+    _, _, beyond = metrics.labels_to_match(labels, {10: noisy(0.3), 100: noisy(0.4)}, transfer, resamples=200)
+    assert beyond == float("inf")
