@@ -16,7 +16,7 @@
 # - Test Keras against PyTorch on the same test images: one strategy, two frameworks.
 # - See how much an "oracle" validation split, which a few-label user does not have, inflates the results.
 #
-# **Estimated time**: under a minute on a CPU for the analysis. `make course` runs a small comparison before this
+# **Estimated time**: about a minute on a CPU for the analysis. `make course` runs a small comparison before this
 # notebook (PyTorch scratch, linear probe, full fine-tuning and LP-FT at two label counts, honest and oracle
 # validation, scratch at a third, larger count, the Keras pair, and in the `cpu` profile the honest PyTorch runs on
 # two more seeds; about 13 minutes on 2 CPU cores). If no runs exist at all, a quick `smoke` run of notebook 05 is
@@ -361,7 +361,8 @@ else:
     scaled = metrics.softmax(log_probs(cal["probs"]), temperature)
     ece_before = metrics.expected_calibration_error(cal["y_true"], cal["probs"], ECE_BINS)
     ece_after = metrics.expected_calibration_error(cal["y_true"], scaled, ECE_BINS)
-    verdict = "over-confident (T > 1 softens it)" if temperature > 1 else "under-confident (T < 1 sharpens it)"
+    verdict = ("close to calibrated already (T near 1)" if abs(temperature - 1) < 0.05 else
+               "over-confident (T > 1 softens it)" if temperature > 1 else "under-confident (T < 1 sharpens it)")
     print(f"{calibrated['framework']} {calibrated['config']['strategy']}, "
           f"{calibrated['config'].get('labels_per_class') or 'all'} labels per class "
           f"({calibrated['config'].get('validation', 'oracle')} validation): T fitted on "
@@ -433,8 +434,9 @@ else:
 # the plot, after taking their running maximum (more labels are never allowed to hurt), and the transfer run's
 # accuracy is read off that line. The interval comes from the same paired bootstrap as above: each resample draws
 # test images once and recomputes every run's accuracy on them, so it carries the noise of both the scratch curve
-# and the transfer run. Only scratch runs with the transfer run's seed and test images take part, and a label count
-# beyond the largest one scratch tried is reported as "more than" it, never extrapolated.
+# and the transfer run. Only scratch runs with the transfer run's seed and test images take part, a transfer run is
+# read only where scratch tried more labels than it had, and a label count beyond the largest one scratch tried is
+# reported as "more than" it, never extrapolated.
 
 # %%
 def reached(count: float) -> float | None:
@@ -456,7 +458,7 @@ for strategy in sorted({run["config"]["strategy"] for run in runs if run["framew
     for (labels, seed), run in by_labels:
         curve = {n: r for (n, s), r in scratch_runs.items() if s == seed and n
                  and np.array_equal(r["predictions"]["y_true"], run["predictions"]["y_true"])}
-        if len(curve) < 2 or not labels:
+        if len(curve) < 2 or not labels or max(curve) <= labels:  # scratch must have tried more labels than this run
             continue
         truth = run["predictions"]["y_true"]
         needed, low, high = metrics.labels_to_match(truth, {n: r["predictions"]["probs"].argmax(1)
