@@ -4,13 +4,15 @@ Runs notebook 03 (`cpu` profile; a valid checkpoint is reused, its recorded trai
 notebook 05 through papermill for each labels-per-class budget, strategy and seed, so what is measured is
 exactly the notebook code. Every run uses the honest few-label protocol (`VALIDATION="labelled"`: choices by
 cross-validation over the labelled images); the strategies that make a choice (linear probe, LP-FT) also run with
-the 2,500-image oracle validation split at the few-label budgets, reported beside them. Runs are resumable: a
+the 2,500-image oracle validation split at the few-label budgets, reported beside them. Notebook 05's other three
+strategies (fine-tuning the top block, discriminative rates, L2-SP) run at 50 and 500 labels per class. Runs are
+resumable: a
 combination whose metrics.json exists is not run again,
 unless it started from another source checkpoint than the current one (`--fresh` starts over). Writes
 outputs/benchmarks/pytorch_transfer.{json,md}.
 
     python -m benchmarks.pytorch_transfer [--seeds 3] [--labels 10 50 500] [--strategies ...] [--oracle-labels 10 50]
-                                          [--source PATH]
+                                          [--more-strategies ...] [--more-labels 50 500] [--source PATH]
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from .common import data_name, drop_stale_runs, runs_root, spread, use_offline_j
 
 STRATEGIES = ("scratch", "linear_probe", "finetune_full", "lp_ft")
 ORACLE_STRATEGIES = ("linear_probe", "lp_ft")  # the strategies whose choices a validation split can inflate
+MORE_STRATEGIES = ("finetune_top", "discriminative", "l2sp")  # the rest of notebook 05's, at fewer label counts
 TARGETS = "source test >= 0.90 in <= 600 s; best at 50/class >= 0.85; best at 500/class >= 0.90; " \
           "transfer beats scratch at 10 and 50/class on every seed; linear probe <= 10 s on cached features"
 
@@ -99,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
     parser.add_argument("--oracle-labels", type=int, nargs="*", default=[10, 50],
                         help="label budgets at which the probe and LP-FT also run with the oracle validation split")
+    parser.add_argument("--more-strategies", nargs="*", default=list(MORE_STRATEGIES),
+                        help="strategies run only at --more-labels (default: notebook 05's other three)")
+    parser.add_argument("--more-labels", type=int, nargs="*", default=[50, 500])
     parser.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "full"])
     parser.add_argument("--source", type=Path, help="local CIFAR-10 copy (default: the shared JPEG copy)")
     parser.add_argument("--fresh", action="store_true", help="delete earlier runs (not the checkpoint) first")
@@ -115,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.oracle_labels and oracle:
         oracle_grid = {**grid, "STRATEGY": oracle, "LABELS_PER_CLASS": args.oracle_labels, "VALIDATION": ["oracle"]}
         results += run_sweep("05_pytorch_finetuning", oracle_grid, root / "runs")
+    if args.more_strategies and args.more_labels:
+        results += run_sweep("05_pytorch_finetuning", {**grid, "STRATEGY": args.more_strategies,
+                                                       "LABELS_PER_CLASS": args.more_labels}, root / "runs")
     records = [record for record in map(read_metrics, results) if record]
     rows = summarize(records)
     checks = check_targets(source, rows)
