@@ -6,10 +6,8 @@ exactly the notebook code. Every run uses the honest few-label protocol (`VALIDA
 cross-validation over the labelled images); the strategies that make a choice (linear probe, LP-FT) also run with
 the 2,500-image oracle validation split at the few-label budgets, reported beside them. Notebook 05's other three
 strategies (fine-tuning the top block, discriminative rates, L2-SP) run at 50 and 500 labels per class. Runs are
-resumable: a
-combination whose metrics.json exists is not run again,
-unless it started from another source checkpoint than the current one (`--fresh` starts over). Writes
-outputs/benchmarks/pytorch_transfer.{json,md}.
+resumable: a combination whose metrics.json exists is not run again, unless it started from another source
+checkpoint than the current one (`--fresh` starts over). Writes outputs/benchmarks/pytorch_transfer.{json,md}.
 
     python -m benchmarks.pytorch_transfer [--seeds 3] [--labels 10 50 500] [--strategies ...] [--oracle-labels 10 50]
                                           [--more-strategies ...] [--more-labels 50 500] [--source PATH]
