@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy import stats
 from scipy.optimize import minimize_scalar
@@ -96,14 +98,22 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return scaled / scaled.sum(1, keepdims=True)
 
 
-def _bootstrap_mean(values: np.ndarray, level: float, resamples: int, seed: int) -> tuple[float, float, float]:
-    """Mean of per-image values with a percentile bootstrap interval over images: (mean, low, high)."""
+def _bootstrap_interval(statistic: Callable[[np.ndarray], float], size: int, level: float, resamples: int, seed: int,
+                        method: str = "linear") -> tuple[float, float]:
+    """Percentile bootstrap interval of `statistic(indices)` over `size` test images drawn with replacement."""
     if not 0 < level < 1:
         raise ValueError(f"level must be between 0 and 1, got {level}")
     rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), (resamples, len(values)))].mean(1)
-    tail = (1 - level) / 2 * 100
-    return float(values.mean()), float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
+    draws = [statistic(indices) for indices in rng.integers(0, size, (resamples, size))]
+    tail = (1 - level) / 2
+    low, high = np.quantile(draws, [tail, 1 - tail], method=method)
+    return float(low), float(high)
+
+
+def _bootstrap_mean(values: np.ndarray, level: float, resamples: int, seed: int) -> tuple[float, float, float]:
+    """Mean of per-image values with a percentile bootstrap interval over images: (mean, low, high)."""
+    low, high = _bootstrap_interval(lambda indices: values[indices].mean(), len(values), level, resamples, seed)
+    return float(values.mean()), low, high
 
 
 def bootstrap_accuracy(labels: np.ndarray, preds: np.ndarray, level: float = 0.95, resamples: int = 2000,
@@ -203,9 +213,6 @@ def labels_to_match(labels: np.ndarray, curve_preds: dict[int, np.ndarray], pred
     curve_right = np.stack([np.asarray(curve_preds[n]) == labels for n in counts]).astype(float)
     right = (np.asarray(preds) == labels).astype(float)
     estimate = equivalent_labels(counts, curve_right.mean(1), right.mean())
-    rng = np.random.default_rng(seed)
-    draws = [equivalent_labels(counts, curve_right[:, idx].mean(1), right[idx].mean())
-             for idx in rng.integers(0, len(labels), (resamples, len(labels)))]
-    tail = (1 - level) / 2
-    low, high = np.quantile(draws, [tail, 1 - tail], method="inverted_cdf")  # no interpolation with infinity
-    return estimate, float(low), float(high)
+    matched = lambda idx: equivalent_labels(counts, curve_right[:, idx].mean(1), right[idx].mean())  # noqa: E731
+    low, high = _bootstrap_interval(matched, len(labels), level, resamples, seed, method="inverted_cdf")  # no blending
+    return estimate, low, high
