@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .progress import progress_bar
-from .runs import finished, run_one, run_request
+from .runs import THREAD_VARIABLES, finished, run_one, run_request
 
 GPU_RESOURCE = "GPU"  # a worker started with `--resources GPU=1` runs one notebook at a time per GPU
 CONNECT_SECONDS = 10.0  # the most a wrong --scheduler address may take to be named
@@ -77,7 +77,7 @@ def run_on_worker(notebook: Path, params: dict[str, Any], folder: Path, threads:
     from dask.distributed import get_worker
 
     threads = threads or get_worker().nthreads
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    for name in THREAD_VARIABLES:
         os.environ[name] = str(threads)
     return run_one(notebook, params, folder)
 

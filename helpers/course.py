@@ -13,6 +13,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -20,24 +23,26 @@ from .paths import PROFILE_ENV, absolute_path_variables, outputs_root
 from .profiles import VALID_PROFILES, choose_profile
 from .reporting import save_json, write_benchmark
 from .runner import NOTEBOOKS_DIR, execute
-from .runs import run_name, run_one
+from .runs import THREAD_VARIABLES, run_name, run_one
 
 SOURCE_MODEL_NOTEBOOK = "03_pretrain_source_model"
 EVALUATION_NOTEBOOK = "06_evaluation"
 # What the comparison runs, per profile: notebook 05 over strategies x labels x validation, notebook 04's pair,
 # scratch at more labels ("scratch_labels"), so that 06 can say how many labels scratch needs to equal transfer, and
-# the honest PyTorch runs again on more seeds ("repeat_seeds"), so that 06 can show the seed spread of the key rows.
+# the honest PyTorch runs again on more seeds ("repeat_seeds"), so that 06 can show the seed spread of the key rows;
+# the honest LP-FT run with the most labels (first seed) makes cross-fitted held-out predictions ("cross_fit" folds),
+# so that 06 calibrates the model it features on its own labelled images; "workers" runs go at once.
 COMPARISON: dict[str, dict[str, Any]] = {
     "smoke": {"labels": [5, 10], "seeds": [0], "torch": ["scratch", "linear_probe", "lp_ft"],
-              "oracle": ["linear_probe"], "keras": ["linear_probe"], "keras_labels": [10], "scratch_labels": [20],
-              "repeat_seeds": []},
+              "oracle": ["linear_probe"], "keras": ["linear_probe", "lp_ft"], "keras_labels": [10],
+              "scratch_labels": [20], "repeat_seeds": [], "cross_fit": 2, "workers": 2},
     "cpu": {"labels": [10, 50], "seeds": [0], "torch": ["scratch", "linear_probe", "finetune_full", "lp_ft"],
             "oracle": ["linear_probe", "lp_ft"], "keras": ["linear_probe", "lp_ft"], "keras_labels": [50],
-            "scratch_labels": [500], "repeat_seeds": [1, 2]},
+            "scratch_labels": [500], "repeat_seeds": [1, 2], "cross_fit": 3, "workers": 2},
     "full": {"labels": [10, 50, 500], "seeds": [0, 1, 2],
              "torch": ["scratch", "linear_probe", "finetune_full", "lp_ft"], "oracle": ["linear_probe", "lp_ft"],
              "keras": ["linear_probe", "lp_ft"], "keras_labels": [50, 500], "scratch_labels": [2000],
-             "repeat_seeds": []},
+             "repeat_seeds": [], "cross_fit": 3, "workers": 1},
 }
 
 
@@ -74,8 +79,11 @@ def comparison_runs(profile: str) -> list[tuple[str, dict[str, Any]]]:
     for seed, labels in itertools.product(plan["seeds"], plan["labels"]):
         for strategy in plan["torch"]:
             for validation in ["labelled"] + (["oracle"] if strategy in plan["oracle"] else []):
+                featured = (strategy, validation, seed, labels) == ("lp_ft", "labelled", plan["seeds"][0],
+                                                                    max(plan["labels"]))
                 runs.append(("05_pytorch_finetuning", {"STRATEGY": strategy, "LABELS_PER_CLASS": labels,
-                                                       "VALIDATION": validation, "SEED": seed}))
+                                                       "VALIDATION": validation, "SEED": seed,
+                                                       **({"CROSS_FIT": plan["cross_fit"]} if featured else {})}))
     for seed, labels in itertools.product(plan["seeds"], plan["scratch_labels"]):
         runs.append(("05_pytorch_finetuning", {"STRATEGY": "scratch", "LABELS_PER_CLASS": labels,
                                                "VALIDATION": "labelled", "SEED": seed}))
@@ -84,23 +92,49 @@ def comparison_runs(profile: str) -> list[tuple[str, dict[str, Any]]]:
                                                "VALIDATION": "labelled", "SEED": seed}))
     for seed, labels, strategy in itertools.product(plan["seeds"], plan["keras_labels"], plan["keras"]):
         runs.append(("04_keras_finetuning", {"STRATEGY": strategy, "LABELS_PER_CLASS": labels, "SEED": seed,
-                                             "SHOW_BN_PITFALL": False, "VGG16_BASELINE": False}))
+                                             "SHOW_BN_PITFALL": strategy == "lp_ft",  # 06's one-change variants
+                                             "PROBE_HEAD_VARIANT": strategy == "lp_ft", "VGG16_BASELINE": False}))
     return runs
 
 
-def run_comparison(profile: str) -> list[dict[str, Any]]:
-    """Run (or reuse) the comparison's runs into outputs/runs/comparison/; a failed run is reported, not raised."""
+@contextmanager
+def kernel_threads(threads: int) -> Iterator[None]:
+    """Give the kernels started inside the block `threads` CPU threads each (torch and BLAS libraries read these)."""
+    saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+    os.environ.update({name: str(threads) for name in THREAD_VARIABLES})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def run_comparison(profile: str, workers: int = 1) -> list[dict[str, Any]]:
+    """Run (or reuse) the comparison's runs into outputs/runs/comparison/, `workers` at a time; never raise.
+
+    The runs are independent, and a small network on 2 cores keeps neither core busy alone: two kernels with one
+    thread each finish the comparison sooner than one with two (on a CPU; each run's own seconds then count a shared
+    machine). A failed run is reported, not raised.
+    """
     root = outputs_root() / "runs" / "comparison"
-    planned = comparison_runs(profile)
-    results = []
-    for number, (notebook, params) in enumerate(planned, 1):
-        params = {"PROFILE": profile, "WEIGHTS": "course", **params}
-        folder = root / notebook / run_name(params)
-        result = run_one(NOTEBOOKS_DIR / f"{notebook}.ipynb", params, folder)
-        results.append({**result, "notebook": notebook})
-        print(f"    [{number}/{len(planned)}] {notebook[:2]} {run_name(params)}: {result['status']} "
-              f"({result['seconds']} s)", flush=True)
-    return results
+    planned = [(notebook, {"PROFILE": profile, "WEIGHTS": "course", **params})
+               for notebook, params in comparison_runs(profile)]
+    results: list[dict[str, Any] | None] = [None] * len(planned)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with kernel_threads(threads) if workers > 1 else nullcontext(), ThreadPoolExecutor(workers) as pool:
+        futures = {pool.submit(run_one, NOTEBOOKS_DIR / f"{notebook}.ipynb", params,
+                               root / notebook / run_name(params)): index
+                   for index, (notebook, params) in enumerate(planned)}
+        for done, future in enumerate(as_completed(futures), 1):
+            index = futures[future]
+            notebook, params = planned[index]
+            results[index] = {**future.result(), "notebook": notebook}
+            print(f"    [{done}/{len(planned)}] {notebook[:2]} {run_name(params)}: {results[index]['status']} "
+                  f"({results[index]['seconds']} s)", flush=True)
+    return [result for result in results if result is not None]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="how much work each notebook does (default: auto, or $WORKBOOK_PROFILE)")
     parser.add_argument("--only", nargs="*", help="notebook name prefixes, e.g. 00 03")
     parser.add_argument("--no-comparison", action="store_true", help="skip the built-in comparison before 06")
+    parser.add_argument("--workers", type=int, choices=range(1, 9), metavar="1-8",
+                        help="comparison runs at once (default: the profile's; 2 on a CPU, 1 on a GPU)")
     args = parser.parse_args(argv)
     absolute_path_variables()  # kernels run in notebooks/: a relative path must mean what it meant here
     folder = outputs_root() / "notebooks"
@@ -121,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         if notebook.stem == EVALUATION_NOTEBOOK and not args.no_comparison:
             print(f"=== comparison (profile {profile}) -> {outputs_root() / 'runs' / 'comparison'}", flush=True)
             start = time.perf_counter()
-            comparison = run_comparison(profile)
+            comparison = run_comparison(profile, args.workers or COMPARISON[profile]["workers"])
             failed_runs = [run for run in comparison if run["status"].startswith("failed")]
             status = "ok" if not failed_runs else f"FAILED: {len(failed_runs)} of {len(comparison)} runs"
             results.append({"notebook": "comparison", "status": status,

@@ -26,7 +26,6 @@ from .progress import progress_bar
 
 STUDENT_WIDTHS = (8, 16, 32, 96)  # the course network's shape at a fraction of its width: over 5x fewer parameters
 METHODS = ("all", "distillation", "self_training")
-PROBE_STRENGTHS = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)  # notebook 05's grid for the probe's C
 
 
 class TeacherMismatch(models.CheckpointMismatch):
@@ -177,7 +176,7 @@ def fine_tune_teacher(model: models.TransferNet, images: np.ndarray, labels: np.
     loader = torch_data.make_loader(images, labels, train=False, batch_size=256)
     features = torch_train.extract_features(torch_train.to_device(model, device).features, loader, device,
                                             progress=False)
-    scores, _ = torch_train.cross_validated_probe(features, labels, PROBE_STRENGTHS, seed=seed)
+    scores, _ = torch_train.cross_validated_probe(features, labels, torch_train.PROBE_STRENGTHS, seed=seed)
     probe_c = max(scores, key=scores.get)
     scaler, probe = torch_train.fit_linear_probe(features, labels, c=probe_c, seed=seed)
     model.head = nn.Linear(model.feature_dim, num_classes)

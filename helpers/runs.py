@@ -83,6 +83,7 @@ def finished(folder: Path, request: dict[str, Any]) -> bool:
     return record is not None and not stale_source_model(record, request)
 
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")  # a kernel's CPU threads
 REQUEST_WORDS = {"notebook": "notebook", "params": "parameters", "profile": "profile", "data_source": "data",
                  "teacher": "teacher checkpoint"}
 

@@ -22,6 +22,8 @@ from . import runtime
 from .paths import atomic_write, cache_dir, cached_files
 from .progress import progress_bar
 
+PROBE_STRENGTHS = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)  # notebook 05's grid for the probe's C (the inverse L2 strength)
+
 
 def to_device(model: nn.Module, device: torch.device) -> nn.Module:
     """Move a model to the device, channels-last (faster convolutions on CPU and GPU)."""
@@ -155,11 +157,16 @@ def fit_linear_probe(train_x: np.ndarray, train_y: np.ndarray, c: float = 1.0, s
     return scaler, probe
 
 
-def probe_to_head(scaler: StandardScaler, probe: LogisticRegression, head: nn.Linear) -> None:
-    """Copy a fitted probe into a linear head, folding the standardization into its weights and bias."""
+def folded_probe(scaler: StandardScaler, probe: LogisticRegression) -> tuple[np.ndarray, np.ndarray]:
+    """Fold a probe's standardization into its weights: (W, b) with W x + b on raw features, W of shape (classes, d)."""
     scale = np.where(scaler.scale_ == 0, 1.0, scaler.scale_)
     weight = probe.coef_ / scale
-    bias = probe.intercept_ - weight @ scaler.mean_
+    return weight, probe.intercept_ - weight @ scaler.mean_
+
+
+def probe_to_head(scaler: StandardScaler, probe: LogisticRegression, head: nn.Linear) -> None:
+    """Copy a fitted probe into a linear head, folding the standardization into its weights and bias."""
+    weight, bias = folded_probe(scaler, probe)
     with torch.no_grad():
         head.weight.copy_(torch.as_tensor(weight, dtype=head.weight.dtype))
         head.bias.copy_(torch.as_tensor(bias, dtype=head.bias.dtype))

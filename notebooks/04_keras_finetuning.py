@@ -16,12 +16,13 @@
 #   way that survives `fit` in Keras 3.
 # - Run the two phases, recompiling after changing `trainable`.
 # - See the BatchNorm pitfall in numbers: fine-tuning with the base in inference mode versus not.
+# - Measure what LP-FT's starting head is worth: 04's SGD head against 05's cross-validated probe, paired.
 # - Use the callbacks people expect: early stopping, best-checkpoint saving, a CSV history.
 #
 # **Estimated time** (course model, target task, `cpu` profile on 2 CPU cores): feature extraction 1 to
 # 2.5 minutes; LP-FT about 2 to 3 minutes with 50 labels per class and 5 to 7 with 500; add one fine-tuning run for
-# the BatchNorm comparison. `full` profile on one GPU (an ImageNet backbone at 224x224 on every target image,
-# mixed precision): about 6 min (a target, not yet measured).
+# the BatchNorm comparison and one for the head comparison. `full` profile on one GPU (an ImageNet backbone at
+# 224x224 on every target image, mixed precision): about 6 min (a target, not yet measured).
 
 # %% tags=["parameters"]
 from typing import Optional  # papermill reads Optional[int], not int | None
@@ -41,6 +42,7 @@ LR: Optional[float] = None  # learning rate for pretrained layers; None lets the
 BATCH_SIZE: Optional[int] = None  # None lets the profile decide
 SEED: int = 0
 SHOW_BN_PITFALL: bool = True  # also fine-tune with the base in training mode, and compare
+PROBE_HEAD_VARIANT: bool = False  # lp_ft: also fine-tune from notebook 05's head (a cross-validated probe), compare
 VGG16_BASELINE: bool = True  # the frozen VGG16 baseline row, run when its ImageNet weights are available
 OUTPUT_DIR: Optional[str] = None  # None means outputs/04_keras_finetuning
 
@@ -70,6 +72,7 @@ from helpers import (
     runtime,
     splits,
     tf_data,
+    torch_train,  # the logistic-regression probe of notebook 05 (scikit-learn), for the head comparison
     weights,
 )
 
@@ -140,7 +143,6 @@ train_ds = tf_data.make_tf_dataset(target.x_train[train_idx], target.y_train[tra
                                    batch_size=config["batch_size"], seed=SEED, **pipeline).repeat()
 val_ds = None if val_idx is None else tf_data.make_tf_dataset(target.x_train[val_idx], target.y_train[val_idx],
                                                               False, **pipeline)
-test_ds = tf_data.make_tf_dataset(target.x_test, target.y_test, False, **pipeline)
 num_epochs = config["num_epochs"]  # with few labels an epoch repeats the data, for the same step budget as PyTorch
 steps_per_epoch = max(math.ceil(len(train_idx) / config["batch_size"]), math.ceil(config["min_steps"] / num_epochs))
 print(f"{target.class_names}: train {len(train_idx)}, "
@@ -296,17 +298,32 @@ if STRATEGY != "linear_probe":
 
 # %% [markdown]
 # ## Results
+# Evaluated as notebook 05 evaluates: a fine-tuned network's probabilities are averaged over each test image and its
+# mirror image (flip test-time augmentation, which the training's random flips make a fair guess); the linear
+# probe's are not. The accuracy without the flip is printed beside it, so its share is visible.
 
 # %%
-probabilities = lambda dataset: keras.ops.convert_to_numpy(keras.ops.softmax(model.predict(dataset, verbose=0)))
-test_probs = probabilities(test_ds)
-val_probs = None if val_ds is None else probabilities(val_ds)
+def probabilities(net: keras.Model, images: np.ndarray, labels: np.ndarray, flip_tta: bool) -> np.ndarray:
+    """Class probabilities; with `flip_tta` averaged with those of the mirror images, as notebook 05 evaluates."""
+    predict = lambda x: keras.ops.convert_to_numpy(keras.ops.softmax(
+        net.predict(tf_data.make_tf_dataset(x, labels, False, **pipeline), verbose=0)))
+    return (predict(images) + predict(np.ascontiguousarray(images[:, :, ::-1]))) / 2 if flip_tta else predict(images)
+
+
+flip_tta = STRATEGY != "linear_probe"  # 05's rule: fine-tuned networks average over a flip, the probe does not
+test_probs = probabilities(model, target.x_test, target.y_test, flip_tta)
+no_tta_probs = probabilities(model, target.x_test, target.y_test, False) if flip_tta else test_probs
+val_probs = None if val_ds is None else probabilities(model, target.x_train[val_idx], target.y_train[val_idx],
+                                                      flip_tta)
 val_acc = None if val_probs is None else float((val_probs.argmax(1) == target.y_train[val_idx]).mean())
 test_acc = float((test_probs.argmax(1) == target.y_test).mean())
 wall_seconds = time.perf_counter() - run_start
 held_out = "-" if val_acc is None else f"{val_acc:.4f}"
 print(f"{STRATEGY} with {config['weights']} weights, {per_class or 'all'} labels per class ({VALIDATION}): "
       f"validation {held_out}, test {test_acc:.4f} (chance {1 / target.num_classes:.2f}), {wall_seconds:.0f} s")
+no_tta_acc = float((no_tta_probs.argmax(1) == target.y_test).mean())
+if flip_tta:
+    print(f"without the flip at test time: {no_tta_acc:.4f} ({(test_acc - no_tta_acc) * 100:+.1f} points from it)")
 fig, ax = plt.subplots(figsize=(6, 3.5))
 ax.plot([r["epoch"] for r in history], [r["train_acc"] for r in history], label="train (augmented)")
 if any("val_acc" in r for r in history):
@@ -325,6 +342,12 @@ plt.show()
 # draw, so the cell prints the gap with a paired bootstrap interval over the test images.
 
 # %%
+def against_main_run(probs: np.ndarray) -> dict:
+    """A variant's test accuracy, and the run above minus it, with a paired bootstrap interval over test images."""
+    gap, low, high = metrics.bootstrap_difference(target.y_test, test_probs.argmax(1), probs.argmax(1), seed=SEED)
+    return {"test_acc": float((probs.argmax(1) == target.y_test).mean()), "gap": gap, "gap_ci": [low, high]}
+
+
 pitfall = None
 if SHOW_BN_PITFALL and STRATEGY in ("finetune_top", "lp_ft"):
     model.set_weights(phase1_weights)
@@ -332,16 +355,13 @@ if SHOW_BN_PITFALL and STRATEGY in ("finetune_top", "lp_ft"):
     careless = build(base_training=False)  # the same call as above: in Keras 3 it does not keep BatchNorm frozen
     careless.get_layer("new_head").set_weights(model.get_layer("new_head").get_weights())
     compile_and_fit(careless, lr, num_epochs, "bn_pitfall")
-    careless_probs = keras.ops.convert_to_numpy(keras.ops.softmax(careless.predict(test_ds, verbose=0)))
+    careless_probs = probabilities(careless, target.x_test, target.y_test, flip_tta)
     # the careless model shares its layers with `model`, so the main results above were recorded first
-    pitfall = {"base_inference_mode": test_acc, "base_training_mode": float((careless_probs.argmax(1)
-                                                                               == target.y_test).mean())}
-    gap, low, high = metrics.bootstrap_difference(target.y_test, test_probs.argmax(1), careless_probs.argmax(1),
-                                                  seed=SEED)
-    pitfall.update(gap=gap, gap_ci=[low, high])
-    print(f"test accuracy, base in inference mode: {pitfall['base_inference_mode']:.4f}; "
-          f"base in training mode: {pitfall['base_training_mode']:.4f}; gap {gap:+.4f}, 95% interval "
-          f"[{low:+.4f}, {high:+.4f}] (one seed)")
+    arm = against_main_run(careless_probs)
+    pitfall = {"base_inference_mode": test_acc, "base_training_mode": arm["test_acc"], "gap": arm["gap"],
+               "gap_ci": arm["gap_ci"]}
+    print(f"test accuracy, base in inference mode: {test_acc:.4f}; base in training mode: {arm['test_acc']:.4f}; "
+          f"gap {arm['gap']:+.4f}, 95% interval [{arm['gap_ci'][0]:+.4f}, {arm['gap_ci'][1]:+.4f}] (one seed)")
 else:
     print("BatchNorm comparison skipped (SHOW_BN_PITFALL is off, or the strategy fine-tunes no pretrained base).")
 
@@ -359,6 +379,38 @@ if pitfall is not None:  # the reading: which arm came out ahead, and whether th
 # seed to seed. Before this notebook froze the BatchNorm layers, both arms updated their statistics (the nested
 # `training=False` did not hold) and the comparison set two identical setups side by side; the README's
 # "Keras 3 and BatchNorm" paragraph records that comparison and the ones made since the fix.
+
+# %% [markdown]
+# ## The head LP-FT starts from, in numbers (`PROBE_HEAD_VARIANT`)
+# Phase 1 here trains the `Dense` head by SGD on augmented images. Notebook 05's LP-FT starts from another head: a
+# logistic-regression probe on the frozen features, its L2 strength chosen by cross-validation on the labelled
+# images, folded into the linear layer. Kumar et al.'s argument (notebook 02) says the head that fine-tuning starts
+# from decides how far the features get pulled. With `PROBE_HEAD_VARIANT` on, LP-FT runs again from the same source
+# weights with 05's head and nothing else changed, paired with the run above on the test images.
+
+# %%
+probe_head = None
+if PROBE_HEAD_VARIANT and STRATEGY == "lp_ft":
+    model.set_weights(phase1_weights)  # the source base and the phase-1 head (the pitfall arm trained the shared base)
+    extractor = keras.Model(model.inputs, model.get_layer("new_head").input)  # everything below the head
+    labelled_x, labelled_y = target.x_train[train_idx], target.y_train[train_idx]
+    features = keras.ops.convert_to_numpy(extractor.predict(
+        tf_data.make_tf_dataset(labelled_x, labelled_y, False, **pipeline), verbose=0))
+    probe_scores, _ = torch_train.cross_validated_probe(features, labelled_y, torch_train.PROBE_STRENGTHS, seed=SEED)
+    probe_c = max(probe_scores, key=probe_scores.get)
+    head_weight, head_bias = torch_train.folded_probe(*torch_train.fit_linear_probe(features, labelled_y, c=probe_c,
+                                                                                    seed=SEED))
+    model.get_layer("new_head").set_weights([head_weight.T.astype("float32"), head_bias.astype("float32")])
+    unfreeze(base)  # BatchNorm frozen, as in the run above
+    compile_and_fit(model, lr, num_epochs, "probe_head")
+    probe_head_probs = probabilities(model, target.x_test, target.y_test, flip_tta)
+    probe_head = {"probe_c": probe_c, **against_main_run(probe_head_probs)}
+    low, high = probe_head["gap_ci"]
+    print(f"LP-FT from 05's head (probe C = {probe_c} by cross-validation): test {probe_head['test_acc']:.4f}; "
+          f"from phase 1's SGD head {test_acc:.4f}; SGD head minus 05's head {probe_head['gap'] * 100:+.1f} points, "
+          f"95% interval [{low * 100:+.1f}, {high * 100:+.1f}] ({metrics.noise_verdict(low, high)}; one seed).")
+else:
+    print("Head comparison skipped (PROBE_HEAD_VARIANT is off, or the strategy is not lp_ft).")
 
 # %% [markdown]
 # ## A baseline often quoted: frozen VGG16 at 32x32
@@ -421,10 +473,16 @@ else:
 # %%
 held_out_predictions = ({} if val_probs is None else
                         {"val_y_true": target.y_train[val_idx], "val_probs": val_probs.astype(np.float32)})
+variants = {"probs_no_tta": no_tta_probs} if flip_tta else {}  # one change each, for 06's Keras-PyTorch reading
+if pitfall is not None:
+    variants["probs_bn_training"] = careless_probs
+if probe_head is not None:
+    variants["probs_probe_head"] = probe_head_probs
 reporting.save_predictions(run_folder, y_true=target.y_test, probs=test_probs.astype(np.float32),
-                           **held_out_predictions)
+                           **held_out_predictions, **{name: p.astype(np.float32) for name, p in variants.items()})
 metrics = {"val_acc": val_acc, "test_acc": test_acc, "wall_seconds": round(wall_seconds, 1), "history": history,
            "num_train": len(train_idx), "num_labelled": num_labelled, "num_epochs": num_epochs, "bn_pitfall": pitfall,
+           "no_tta_acc": no_tta_acc, "probe_head": probe_head,
            "vgg16_baseline": vgg16}
 metrics_path = reporting.save_run(run_folder, config, target.identity, metrics, weights=weights_info,
                                   framework="keras", class_names=target.class_names,
@@ -480,7 +538,10 @@ exercises.check("04.1", warmup_cosine)
 #   whether that matters is measured, not assumed.
 # - With few labels, no validation split: the recipe is fixed in advance (`VALIDATION="labelled"`), and
 #   early stopping only runs in the explicitly named oracle setting.
-# - The metrics file has the same schema as PyTorch's, so notebook 06 compares the frameworks row by row.
+# - LP-FT depends on the head it starts from: the head comparison pairs 04's SGD head with 05's cross-validated
+#   probe on the same test images.
+# - The metrics file has the same schema as PyTorch's, so notebook 06 compares the frameworks row by row, and
+#   one change at a time where they differ.
 #
 # ## References
 # - Chollet, F. *Transfer learning & fine-tuning*, Keras developer guide (keras.io).

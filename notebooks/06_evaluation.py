@@ -179,15 +179,17 @@ else:
 
 # %% [markdown]
 # ## Where the errors are: one run up close
-# We look closely at one run, picked by a rule that does not look at the test set (the PyTorch LP-FT run that trained
-# on the most labelled images, honest before oracle; else the run with the most), since picking the run with the best
-# test accuracy would use the test set to choose. The confusion matrix counts (true, predicted) pairs; the largest
-# off-diagonal cells are the class pairs the model mixes up. Per-class precision (how often a prediction of the class
-# is right), recall (how often the class is found) and F1 say which classes suffer.
+# We look closely at one run, picked by a rule that does not look at the test set: a PyTorch LP-FT run with held-out
+# predictions of its own, so that the calibration section can calibrate this very model (the comparison's
+# cross-fitted run), honest before oracle, then the one that trained on the most labelled images. Picking the run
+# with the best test accuracy would use the test set to choose. The confusion matrix counts (true, predicted)
+# pairs; the largest off-diagonal cells are the class pairs the model mixes up. Per-class precision (how often a
+# prediction of the class is right), recall (how often the class is found) and F1 say which classes suffer.
 
 # %%
 featured = max(runs, key=lambda r: (r["framework"] == "pytorch" and r["config"]["strategy"] == "lp_ft",
-                                    r["metrics"].get("num_train", 0), r["config"].get("validation") == "labelled"))
+                                    "val_probs" in r["predictions"], r["config"].get("validation") == "labelled",
+                                    r["metrics"].get("num_train", 0)))
 pred, names = featured["predictions"], featured["class_names"]
 matrix = metrics.confusion(pred["y_true"], pred["probs"].argmax(1), len(names))
 featured_labels = featured["config"].get("labels_per_class") or "all"
@@ -343,10 +345,12 @@ else:
 # strong L2 penalty shrinks its logits, which flattens its probabilities. Which way a run leans is read from its
 # numbers: mean confidence above accuracy is over-confidence, below it under-confidence.
 #
-# Held-out predictions must not be the test set. The run above has them if it had a validation split; honest
-# few-label runs have none, except the linear probe, whose out-of-fold cross-validation predictions are
-# held-out predictions of the labelled images. We use the run above when it has them, else the run with the
-# most held-out predictions.
+# Held-out predictions must not be the test set. Honest few-label runs have no validation split, but they can
+# make held-out predictions of their own labelled images: the linear probe's out-of-fold cross-validation
+# predictions, or a fine-tuned run's **cross-fitted** ones (notebook 05's `CROSS_FIT`: the same recipe retrained
+# once per fold, each fold predicted by the model that did not train on it; the course's comparison turns it on
+# for the run above). We calibrate the run above on them when it has them, else the run with the most held-out
+# predictions.
 
 # %%
 log_probs = lambda p: np.log(np.clip(p, 1e-12, 1.0))
@@ -367,7 +371,9 @@ else:
     print(f"{calibrated['framework']} {calibrated['config']['strategy']}, "
           f"{calibrated['config'].get('labels_per_class') or 'all'} labels per class "
           f"({calibrated['config'].get('validation', 'oracle')} validation): T fitted on "
-          f"{len(cal['val_y_true'])} held-out predictions = {temperature:.2f}, so the model was {verdict}; "
+          f"{len(cal['val_y_true'])} held-out predictions"
+          + (f" (cross-fitted, {calibrated['config']['cross_fit']} folds)" if calibrated["config"].get("cross_fit")
+             else "") + f" = {temperature:.2f}, so the model was {verdict}; "
           f"test ECE {ece_before:.4f} before, {ece_after:.4f} after ({ECE_BINS} bins); mean confidence "
           f"{cal['probs'].max(1).mean():.3f} before, {scaled.max(1).mean():.3f} after, against test accuracy "
           f"{(cal['probs'].argmax(1) == cal['y_true']).mean():.3f}; predictions unchanged: "
@@ -554,6 +560,49 @@ else:
     print("No Keras and PyTorch runs with the same strategy, labels, seed and test images: `make course` runs them.")
 
 # %% [markdown]
+# Where does a gap come from? A Keras run of the comparison records its test probabilities under variants that each
+# make **one change** to notebook 04's recipe: without the flip at test time (05 averages over it, and so does 04
+# now); with the base's BatchNorm layers trainable while fine-tuning (04's BatchNorm pitfall arm: batch
+# statistics in training mode, scale and shift trained, which is what `model.train()` does to every BatchNorm layer
+# in 05; 04 freezes them); and fine-tuning from 05's head, a logistic-regression probe with its L2 strength chosen
+# by cross-validation, instead of 04's phase-1 head trained by SGD. Each variant is paired with the same PyTorch
+# run: a change that explains the gap moves Keras's accuracy towards PyTorch's.
+
+# %%
+variant_names = {"probs": "04's recipe", "probs_no_tta": "one change: no flip at test time",
+                 "probs_bn_training": "one change: BatchNorm trained, as in 05",
+                 "probs_probe_head": "one change: 05's head, a cross-validated probe"}
+ablation = []
+for key in sorted(set(keras_runs) & set(torch_runs), key=str):
+    run_k, run_t = keras_runs[key], torch_runs[key]
+    present = [name for name in variant_names if name in run_k["predictions"]]
+    if len(present) < 2 or not np.array_equal(run_k["predictions"]["y_true"], run_t["predictions"]["y_true"]):
+        continue
+    for name in present:
+        test = paired_test({**run_k, "predictions": {**run_k["predictions"], "probs": run_k["predictions"][name]}},
+                           run_t)
+        ablation.append({"strategy": key[0], "labels": key[1] or "all", "seed": key[2], "keras": variant_names[name],
+                         "keras acc": test["accuracy_a"], "pytorch acc": test["accuracy_b"],
+                         "keras - pytorch": test["gap"], "ci_low": test["interval"][0], "ci_high": test["interval"][1],
+                         "verdict": metrics.noise_verdict(*test["interval"])})
+if ablation:
+    print(markdown_table(ablation, ["strategy", "labels", "seed", "keras", "keras acc", "pytorch acc",
+                                    "keras - pytorch", "ci_low", "ci_high", "verdict"]))
+    for setting in sorted({(row["strategy"], row["labels"], row["seed"]) for row in ablation}, key=str):
+        rows_here = [row for row in ablation if (row["strategy"], row["labels"], row["seed"]) == setting]
+        base = next(row for row in rows_here if row["keras"] == variant_names["probs"])
+        changes = [row for row in rows_here if row is not base]
+        closest = min(changes, key=lambda row: abs(row["keras - pytorch"]))
+        print(f"{setting[0]} at {setting[1]} labels per class (seed {setting[2]}): Keras minus PyTorch "
+              f"{base['keras - pytorch'] * 100:+.1f} points as 04 runs it; "
+              + "; ".join(f"{row['keras - pytorch'] * 100:+.1f} with {row['keras'][len('one change: '):]}"
+                          for row in changes)
+              + f". The change that brings the frameworks closest: {closest['keras'][len('one change: '):]} "
+              f"({closest['keras - pytorch'] * 100:+.1f} points, {closest['verdict']}).")
+else:
+    print("No Keras run with one-change variants beside a PyTorch run: `make course` records them for Keras LP-FT.")
+
+# %% [markdown]
 # ## How far fine-tuning moved each block: full fine-tuning against LP-FT
 # Notebook 05 records, for every fine-tuned run, each transferred block's relative weight change
 # ‖w − w₀‖ / ‖w₀‖ from the source weights. LP-FT fits the head first, so its fine-tuning starts with small
@@ -656,8 +705,10 @@ print("\n".join(answers) if answers else "Not enough runs to answer; run a sweep
 # %%
 metrics_path = reporting.save_run(run_folder, config, {"runs_searched": str(search_root), "runs": len(runs)},
                                   {"table": rows, "featured_run": str(featured["folder"]),
+                                   "calibrated_run": None if calibrated is None else str(calibrated["folder"]),
                                    "temperature": temperature, "paired_test": paired,
-                                   "framework_tests": framework_tests, "savings": savings, "seed_spread": seed_rows,
+                                   "framework_tests": framework_tests, "framework_ablation": ablation,
+                                   "savings": savings, "seed_spread": seed_rows,
                                    "block_movement": block_movement,
                                    "ece_before": ece_before, "ece_after": ece_after, "answers": answers,
                                    "oracle_inflation": inflation})
@@ -707,11 +758,14 @@ exercises.check("06.1", ece_by_hand)
 # - Two runs on the same images: compare them paired (McNemar, permutation test, paired bootstrap), on the
 #   images where they disagree.
 # - Temperature scaling on held-out predictions corrects over- or under-confidence (read T) without changing a
-#   single prediction; mean confidence against accuracy says which way each run leans. Label smoothing and
+#   single prediction; with few labels, cross-fitting makes those predictions from the labelled images alone.
+#   Mean confidence against accuracy says which way each run leans. Label smoothing and
 #   test-time flips lower a network's confidence; a linear probe has neither, and its L2 penalty sets its own.
 # - With few labels, choose only on the labelled images; an oracle validation split flatters the result by
 #   the amount measured above.
-# - The data-efficiency curve is the headline of transfer learning: how many labels it saves.
+# - The data-efficiency curve is the headline of transfer learning: how many labels it saves, against a scratch
+#   baseline that got its own recipe, chosen without the target's labels.
+# - When two frameworks disagree, change one thing at a time and pair each variant on the same images.
 #
 # ## References
 # - Guo, Pleiss, Sun, Weinberger (2017). *On calibration of modern neural networks*. ICML.

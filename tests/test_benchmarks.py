@@ -114,3 +114,65 @@ def test_seed_table_summarises_each_cell_over_seeds_and_skips_missing_values():
     assert abs(probe["seed_std"] - 0.0283) < 1e-4 and probe["note"] == "within-seed 95% +-0.030"
     assert monitor["seeds"] == 1 and monitor["seed_std"] == 0.0 and "note" not in monitor
     assert set(probe) <= set(SeedTable.COLUMNS)
+
+
+def test_scratch_floor_is_checked_on_the_mean_over_seeds():
+    records = [record(10, "scratch", 0, 0.50), record(10, "scratch", 1, 0.56), record(50, "scratch", 0, 0.69)]
+    checks = check_targets({"metrics": {"source_test_acc": 0.9}, "train_seconds": 1}, summarize(records))
+    assert checks["scratch at 10/class >= 0.52"] and not checks["scratch at 50/class >= 0.70"]
+
+
+def test_scratch_recipe_picks_the_best_mean_over_label_counts_among_complete_recipes():
+    from benchmarks.scratch_recipe import best_recipe
+    from benchmarks.scratch_recipe import summarize as summarize_cells
+
+    def cell(labels, seed, augment, acc, steps=600):
+        return {"labels_per_class": labels, "seed": seed, "augment": augment, "weight_decay": 5e-3, "steps": steps,
+                "proxy_acc": acc, "train_s": 1.0}
+
+    cells = [cell(10, 0, "standard", 0.40), cell(10, 1, "standard", 0.44), cell(50, 0, "standard", 0.70),
+             cell(10, 0, "strong", 0.50), cell(50, 0, "strong", 0.66), cell(10, 0, "strong", 0.99, steps=200)]
+    rows = summarize_cells(cells)
+    assert [r["proxy_acc_mean"] for r in rows if r["augment"] == "standard"] == [0.42, 0.7]
+    # strong (0.58 mean) beats standard (0.56); the 200-step recipe ran at one label count only, so it cannot win
+    assert best_recipe(rows) == {"augment": "strong", "weight_decay": 5e-3, "min_steps": 600}
+
+
+def test_scratch_proxy_reads_only_source_images_and_scores_on_other_ones():
+    import numpy as np
+
+    from benchmarks.scratch_recipe import PROXY_IMAGES, proxy_task
+    from helpers import data, splits
+
+    cifar = data.load_dataset("synthetic", 500, 10, 0)
+    labelled, scored = proxy_task(cifar, 10, seed=1)
+    source = splits.task_data(cifar, "source")
+    assert len(labelled) == 50 and len(scored) == PROXY_IMAGES and not np.intersect1d(labelled, scored).size
+    assert np.bincount(source.y_train[labelled]).tolist() == [10] * 5
+    assert set(source.identity["classes"]).isdisjoint(splits.task_data(cifar, "target").identity["classes"])
+
+
+def test_keras_variants_are_paired_with_the_pytorch_run_of_the_same_labels_and_seed(tmp_path):
+    import numpy as np
+
+    from benchmarks.keras_transfer import variant_gaps
+
+    truth = np.repeat(np.arange(5), 40)
+    one_hot = lambda preds: np.eye(5, dtype=np.float32)[preds]  # noqa: E731
+    wrong = lambda share: np.where(np.arange(200) % 100 < share, (truth + 1) % 5, truth)  # noqa: E731
+    results = []
+    for seed in (0, 1):
+        keras = tmp_path / f"keras{seed}"
+        keras.mkdir()
+        (keras / "metrics.json").write_text(json.dumps({"config": {"strategy": "lp_ft", "labels_per_class": 50,
+                                                                   "seed": seed}}))
+        np.savez(keras / "predictions.npz", y_true=truth, probs=one_hot(wrong(20)), probs_probe_head=one_hot(wrong(10)))
+        results.append({"folder": str(keras), "status": "ok"})
+        torch_run = tmp_path / f"torch{seed}"
+        torch_run.mkdir()
+        np.savez(torch_run / "predictions.npz", y_true=truth, probs=one_hot(wrong(10)))
+    rows = variant_gaps(results, {(50, 0): tmp_path / "torch0", (50, 1): tmp_path / "torch1"})
+    gaps = {row["item"]: row for row in rows}
+    assert gaps["04's recipe"]["value"] == -0.1 and gaps["04's recipe"]["seeds"] == 2  # 20% wrong against 10%
+    assert gaps["05's head (cross-validated probe)"]["value"] == 0.0
+    assert variant_gaps(results, {(500, 0): tmp_path / "torch0"}) == []  # no PyTorch run of those labels: no row

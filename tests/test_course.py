@@ -99,6 +99,9 @@ def test_evaluation_compares_strategies_labels_and_protocols(course_run: Path):
         "Keras and PyTorch runs of one strategy were not compared paired"
     for row in record["framework_tests"]:
         assert row["ci_low"] <= row["keras - pytorch"] <= row["ci_high"] and 0 <= row["mcnemar_p"] <= 1
+    variants = {row["keras"] for row in record["framework_ablation"] if row["strategy"] == "lp_ft"}
+    assert variants == {"04's recipe", "one change: no flip at test time", "one change: BatchNorm trained, as in 05",
+                        "one change: 05's head, a cross-validated probe"}
     saved = {(row["strategy"], row["labels"]) for row in record["savings"]}
     assert {(s, n) for s in plan["torch"] if s != "scratch" for n in plan["labels"]} <= saved, \
         "no 'labels scratch needs' reading for a transfer run"
@@ -108,6 +111,18 @@ def test_evaluation_compares_strategies_labels_and_protocols(course_run: Path):
         low, estimate, high = (inf if row[name] is None else row[name]
                                for name in ("ci_low", "scratch_labels", "ci_high"))
         assert min(plan["labels"]) <= low <= estimate <= high
+
+
+def test_the_featured_run_is_calibrated_on_its_own_cross_fitted_predictions(course_run: Path):
+    record = json.loads((course_run / "06_evaluation" / "metrics.json").read_text())["metrics"]
+    assert record["calibrated_run"] == record["featured_run"]
+    folder = Path(record["featured_run"])
+    featured = json.loads((folder / "metrics.json").read_text())
+    assert featured["config"]["strategy"] == "lp_ft" and featured["config"]["validation"] == "labelled"
+    assert featured["config"]["cross_fit"] == course.COMPARISON["smoke"]["cross_fit"]
+    held_out = np.load(folder / "predictions.npz")
+    assert len(held_out["val_y_true"]) == featured["metrics"]["num_train"]  # each labelled image, predicted once
+    assert np.allclose(held_out["val_probs"].sum(1), 1, atol=1e-4) and record["temperature"] > 0
 
 
 def test_the_evaluation_notebook_reads_the_runs_of_notebooks_08_to_11(course_run: Path, monkeypatch):

@@ -18,6 +18,8 @@ pytestmark = pytest.mark.notebook
     ("04_keras_finetuning", {"STRATEGY": "bogus"}, "STRATEGY='bogus' is not one of: scratch, linear_probe"),
     ("04_keras_finetuning", {"WEIGHTS": "none", "MODEL": "mobilenet_v2", "IMAGE_SIZE": 16}, "at least 32x32"),
     ("05_pytorch_finetuning", {"LR": -1}, "LR=-1 is out of range"),
+    ("05_pytorch_finetuning", {"CROSS_FIT": 1}, "CROSS_FIT=1 is not one of: 0, 2, 3"),
+    ("05_pytorch_finetuning", {"STRATEGY": "linear_probe", "CROSS_FIT": 3}, "use it with STRATEGY 'finetune_full'"),
     ("07_domain_adaptation", {"CORRUPTION": "fog"}, "CORRUPTION='fog' is not one of: gaussian_noise"),
     ("07_domain_adaptation", {"SEVERITY": 6}, "SEVERITY=6 is not one of: 1, 2, 3, 4, 5"),
     ("02_math_of_transfer", {"TEMPERATURE": -1.0}, "TEMPERATURE=-1.0 is out of range: it must be > 0"),
