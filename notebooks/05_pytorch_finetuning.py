@@ -22,7 +22,9 @@
 #
 # **Estimated time** (course model, target task, 500 labels per class, `cpu` profile on 2 CPU cores):
 # linear probe under 30 s including feature extraction (seconds once features are cached); each
-# training strategy about 1.5 to 2.5 minutes (25 epochs), 20 to 45 s with 10 or 50 labels per class. `full`
+# training strategy about 1.5 to 2.5 minutes (25 epochs), 20 to 45 s with 10 or 50 labels per class, except
+# scratch (its own recipe: at least 600 steps, strong augmentation), about 1.5 minutes with 10 or 50 and 2.5 with
+# 500; `CROSS_FIT = K` adds K trainings of the chosen strategy. `full`
 # profile on one GPU (ImageNet ResNet-18 at 224x224 on every target image, bfloat16): about 5 min (a target,
 # not yet measured).
 
@@ -130,10 +132,10 @@ print(f"task: {task}, input {image_size}x{image_size}, normalization: {normalize
 # **Scratch gets a recipe of its own.** A network that starts from random weights and sees 50 or 250 images needs
 # many more steps, stronger augmentation (RandAugment and cutout after the crop and flip) and stronger weight decay
 # than one that starts from good features; run with the fine-tuning recipe it would understate itself, and so
-# overstate what transfer buys. Its recipe (`config["scratch"]`) was chosen among 8 candidates (2 augmentations x 2
-# weight decays x 2 step counts), more than the probe's 6 values of C, on a **proxy** of the same shape: the five
-# *source* classes with the same k labels per class (`make bench-scratch`), so no target label beyond the k is
-# read.
+# overstate what transfer buys. Its recipe (`profiles.scratch_recipe`) was chosen among 8 candidates (2
+# augmentations x 2 weight decays x 2 step counts), more than the probe's 6 values of C, on a **proxy** of the same
+# shape: the five *source* classes with the same k labels per class (`make bench-scratch`, at 10, 50 and 500; other
+# k take the nearest one's), so no target label beyond the k is read.
 
 # %%
 cifar = data.load_dataset(DATASET, config["synthetic_train_per_class"], config["synthetic_test_per_class"], SEED)
@@ -149,7 +151,8 @@ print(f"{target.class_names}: train {len(y_train)} ({per_class or 'all'} per cla
       + f", test {len(target.y_test)}; labelled images used: {num_labelled}")
 
 loader_args = {"image_size": image_size, "normalize": normalize}
-recipe = config["scratch"] if STRATEGY == "scratch" else {"augment": "standard", "min_steps": config["min_steps"]}
+recipe = (profiles.scratch_recipe(config["profile"], per_class) if STRATEGY == "scratch" else
+          {"augment": "standard", "weight_decay": 5e-4, "min_steps": config["min_steps"]})  # else fine-tuning's
 train_loader = torch_data.make_loader(x_train, y_train, train=True, batch_size=config["batch_size"], seed=SEED,
                                       strong=recipe["augment"] == "strong", **loader_args)
 val_loader = (None if val_idx is None else
@@ -337,7 +340,7 @@ def train(model: nn.Module, train_loader, val_loader, optimizer: torch.optim.Opt
 transferred_blocks = models.blocks_in_order(model)[:-1]  # input side first; the head is new, so not counted
 start_weights = [[p.detach().clone() for p in block.parameters()] for block in transferred_blocks]
 if STRATEGY != "linear_probe":
-    weight_decay = {"l2sp": 0.0, "scratch": config["scratch"]["weight_decay"]}.get(STRATEGY, 5e-4)
+    weight_decay = 0.0 if STRATEGY == "l2sp" else recipe["weight_decay"]
     config["weight_decay"] = weight_decay
     optimizer = torch.optim.SGD(param_groups, momentum=0.9, nesterov=True, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups],

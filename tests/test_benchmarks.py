@@ -122,8 +122,8 @@ def test_scratch_floor_is_checked_on_the_mean_over_seeds():
     assert checks["scratch at 10/class >= 0.52"] and not checks["scratch at 50/class >= 0.70"]
 
 
-def test_scratch_recipe_picks_the_best_mean_over_label_counts_among_complete_recipes():
-    from benchmarks.scratch_recipe import best_recipe
+def test_scratch_recipe_picks_the_best_recipe_at_each_label_count():
+    from benchmarks.scratch_recipe import best_recipes
     from benchmarks.scratch_recipe import summarize as summarize_cells
 
     def cell(labels, seed, augment, acc, steps=600):
@@ -131,11 +131,22 @@ def test_scratch_recipe_picks_the_best_mean_over_label_counts_among_complete_rec
                 "proxy_acc": acc, "train_s": 1.0}
 
     cells = [cell(10, 0, "standard", 0.40), cell(10, 1, "standard", 0.44), cell(50, 0, "standard", 0.70),
-             cell(10, 0, "strong", 0.50), cell(50, 0, "strong", 0.66), cell(10, 0, "strong", 0.99, steps=200)]
+             cell(10, 0, "strong", 0.50), cell(10, 1, "strong", 0.48), cell(50, 0, "strong", 0.66),
+             cell(50, 0, "strong", 0.70, steps=200)]
     rows = summarize_cells(cells)
     assert [r["proxy_acc_mean"] for r in rows if r["augment"] == "standard"] == [0.42, 0.7]
-    # strong (0.58 mean) beats standard (0.56); the 200-step recipe ran at one label count only, so it cannot win
-    assert best_recipe(rows) == {"augment": "strong", "weight_decay": 5e-3, "min_steps": 600}
+    assert best_recipes(rows) == {10: {"augment": "strong", "weight_decay": 5e-3, "min_steps": 600},
+                                  50: {"augment": "strong", "weight_decay": 5e-3, "min_steps": 200}}  # tie: fewer
+
+
+def test_scratch_takes_the_recipe_of_the_nearest_measured_label_count():
+    from helpers import profiles
+
+    measured = sorted(profiles.SCRATCH_RECIPES)
+    assert profiles.scratch_recipe("cpu", measured[0]) == profiles.SCRATCH_RECIPES[measured[0]]
+    assert profiles.scratch_recipe("cpu", None) == profiles.SCRATCH_RECIPES[measured[-1]]  # every label
+    assert profiles.scratch_recipe("cpu", 10**6) == profiles.SCRATCH_RECIPES[measured[-1]]
+    assert profiles.scratch_recipe("smoke", measured[0])["min_steps"] == 3
 
 
 def test_scratch_proxy_reads_only_source_images_and_scores_on_other_ones():
