@@ -161,8 +161,8 @@ val_loader = (None if val_idx is None else
 test_loader = torch_data.make_loader(target.x_test, target.y_test, train=False, batch_size=256, **loader_args)
 num_epochs = max(config["num_epochs"], math.ceil(recipe["min_steps"] / len(train_loader)))
 config.update(augment=recipe["augment"], steps=num_epochs * len(train_loader))
-print(f"{num_epochs} epochs of {len(train_loader)} steps (at least {recipe['min_steps']} steps in all), "
-      f"{recipe['augment']} augmentation")
+print(f"{num_epochs} epochs of {len(train_loader)} step{'s' * (len(train_loader) > 1)} (at least {recipe['min_steps']} "
+      f"steps in all), {recipe['augment']} augmentation")
 
 # %% [markdown]
 # ## A new head
