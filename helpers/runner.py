@@ -54,4 +54,14 @@ def local_kernel_manager() -> type:
             prefix = Path(tempfile.gettempdir()) / f"kernel-{uuid.uuid4().hex[:16]}"  # short: sockets allow ~100 chars
             super().__init__(transport="ipc", ip=str(prefix), **kwargs)
 
+        async def _async_interrupt_kernel(self) -> None:
+            """Interrupt, except on the way out: papermill shuts a kernel down once its cells are done.
+
+            jupyter_client interrupts every kernel before asking it to shut down; a kernel caught inside a message
+            handler then logs "KeyboardInterrupt caught in kernel" to the terminal (often with two runs at once). A
+            kernel still busy at shutdown is killed after the shutdown request's grace period anyway.
+            """
+            if not self.shutting_down:
+                await super()._async_interrupt_kernel()
+
     return LocalKernelManager

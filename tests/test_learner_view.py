@@ -3,6 +3,8 @@ the same in every notebook, when ImageNet weights are unavailable (no download t
 
 from __future__ import annotations
 
+import os
+
 import nbformat
 import pytest
 from nbclient import NotebookClient
@@ -70,3 +72,21 @@ def test_make_course_kernels_talk_over_local_sockets_without_the_tcp_warning(tmp
     runner.execute(tmp_path / "hello.ipynb", tmp_path / "out.ipynb", {}, quiet=False)
     assert nbformat.read(tmp_path / "out.ipynb", 4).cells[0].outputs[0]["text"] == "hello\n"
     assert "without encryption" not in capfd.readouterr().err
+
+
+@pytest.mark.skipif(os.name == "nt", reason="Windows keeps jupyter_client's own kernel manager")
+def test_course_kernels_are_not_interrupted_on_the_way_out():
+    import asyncio
+
+    manager = runner.local_kernel_manager()()
+    calls = []
+
+    async def record_interrupt(self) -> None:
+        calls.append(self.shutting_down)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(type(manager).__mro__[1], "_async_interrupt_kernel", record_interrupt)
+        asyncio.run(manager._async_interrupt_kernel())  # a user's interrupt goes through
+        manager.shutting_down = True
+        asyncio.run(manager._async_interrupt_kernel())  # shutdown's own interrupt does not
+    assert calls == [False]
