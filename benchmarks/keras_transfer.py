@@ -27,7 +27,7 @@ import numpy as np
 
 from helpers.metrics import bootstrap_difference
 from helpers.paths import outputs_root
-from helpers.reporting import markdown_table, write_benchmark
+from helpers.reporting import markdown_table, read_record, write_benchmark
 from helpers.sweep import read_metrics, run_sweep
 
 from .common import SeedTable, data_name, drop_stale_runs, runs_root, use_offline_jpeg_copy
@@ -107,7 +107,7 @@ def torch_lp_ft_runs(checkpoint_sha256: str) -> dict[tuple[int, int], Path]:
     """Find `make bench-torch`'s honest LP-FT run folders from this checkpoint, keyed by (labels per class, seed)."""
     found = {}
     for metrics_file in sorted((outputs_root() / "benchmarks" / "pytorch_transfer").rglob("metrics.json")):
-        record = json.loads(metrics_file.read_text())
+        record = read_record(metrics_file) or {}  # a damaged record is named and skipped
         config = record.get("config", {})
         if (config.get("strategy"), config.get("validation")) == ("lp_ft", "labelled") \
                 and record.get("weights", {}).get("sha256") == checkpoint_sha256:

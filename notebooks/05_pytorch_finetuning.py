@@ -337,15 +337,20 @@ def train(model: nn.Module, train_loader, val_loader, optimizer: torch.optim.Opt
 # penalty; scratch's own, ten times the usual), a fixed number of epochs:
 
 # %%
+def sgd_one_cycle(param_groups: list[dict], epochs: int, steps_per_epoch: int, weight_decay: float):
+    """SGD with Nesterov momentum and weight decay, and the one-cycle schedule peaking at each group's rate."""
+    optimizer = torch.optim.SGD(param_groups, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+    return optimizer, torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], pct_start=0.2, epochs=epochs,
+        steps_per_epoch=steps_per_epoch)
+
+
 transferred_blocks = models.blocks_in_order(model)[:-1]  # input side first; the head is new, so not counted
 start_weights = [[p.detach().clone() for p in block.parameters()] for block in transferred_blocks]
 if STRATEGY != "linear_probe":
     weight_decay = 0.0 if STRATEGY == "l2sp" else recipe["weight_decay"]
     config["weight_decay"] = weight_decay
-    optimizer = torch.optim.SGD(param_groups, momentum=0.9, nesterov=True, weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups],
-                                                    pct_start=0.2, epochs=num_epochs,
-                                                    steps_per_epoch=len(train_loader))
+    optimizer, scheduler = sgd_one_cycle(param_groups, num_epochs, len(train_loader), weight_decay)
     history = train(model, train_loader, val_loader, optimizer, scheduler, num_epochs, loss_fn, frozen, STRATEGY)
 
 # %% [markdown]
@@ -376,10 +381,8 @@ if CROSS_FIT:
         fold_loader = torch_data.make_loader(x_train[fit_part], y_train[fit_part], train=True,
                                              batch_size=config["batch_size"], seed=SEED + fold, **loader_args)
         fold_epochs = math.ceil(num_epochs * len(train_loader) / len(fold_loader))  # the same number of steps
-        fold_optimizer = torch.optim.SGD(fold_model.parameters(), lr=lr, momentum=0.9, nesterov=True,
-                                         weight_decay=weight_decay)
-        fold_scheduler = torch.optim.lr_scheduler.OneCycleLR(fold_optimizer, max_lr=lr, pct_start=0.2,
-                                                             epochs=fold_epochs, steps_per_epoch=len(fold_loader))
+        fold_optimizer, fold_scheduler = sgd_one_cycle([{"params": fold_model.parameters(), "lr": lr}], fold_epochs,
+                                                       len(fold_loader), weight_decay)
         train(fold_model, fold_loader, None, fold_optimizer, fold_scheduler, fold_epochs, loss_fn, [],
               f"fold {fold}/{CROSS_FIT}")
         held_loader = torch_data.make_loader(x_train[held_part], y_train[held_part], train=False, batch_size=256,
