@@ -33,6 +33,7 @@ from .paths import (
     cached_files,
     env_path,
     is_offline,
+    shown,
 )
 from .progress import progress_bar
 
@@ -404,11 +405,12 @@ def fetch_official_archive(dataset: str, url: str | None = None, sha256: str | N
             command = PREFETCH_COMMAND if dataset == "cifar10" else f"{PREFETCH_COMMAND} ITEMS={dataset}"
             other_ways = (f", or set {CIFAR10_SOURCE_ENV} to a local ImageFolder copy (folder or .tar.gz), or use "
                           f"DATASET='synthetic'" if dataset == "cifar10" else "")
-            raise DataUnavailableError(f"{what} is not cached at {target} and {OFFLINE_ENV}=1 forbids downloading it. "
+            raise DataUnavailableError(f"{what} is not cached at {shown(target)} and {OFFLINE_ENV}=1 forbids "
+                                       "downloading it. "
                                        f"Run `{command}` on a machine with a network and copy its data/ folder "
                                        f"here{other_ways}.")
         if sha256_of(target) != sha256:
-            raise DataFormatError(f"Cached archive {target} does not match its published SHA-256 (corrupt or "
+            raise DataFormatError(f"Cached archive {shown(target)} does not match its published SHA-256 (corrupt or "
                                   f"truncated). Delete it, then run `{PREFETCH_COMMAND}` with a network.")
         return target
     try:
@@ -710,9 +712,9 @@ def check_cifar10_counts(data: ImageData, source: str | Path) -> None:
     for split, labels in (("train", data.y_train), ("test", data.y_test)):
         counts = np.bincount(labels, minlength=len(CIFAR10_CLASSES))
         if len(set(counts.tolist())) > 1:
-            shown = ", ".join(f"{name} {count}" for name, count in zip(CIFAR10_CLASSES, counts, strict=True))
+            counted = ", ".join(f"{name} {count}" for name, count in zip(CIFAR10_CLASSES, counts, strict=True))
             raise DataFormatError(f"{CIFAR10_SOURCE_ENV}={source}: the {split} split has unequal images per "
-                                  f"class ({shown}); CIFAR-10 has {CIFAR10_PER_CLASS[split]:,} of each. The copy "
+                                  f"class ({counted}); CIFAR-10 has {CIFAR10_PER_CLASS[split]:,} of each. The copy "
                                   "is incomplete (cut short?): copy it again, or unset the variable to use the "
                                   "official download.")
         per_class[split] = int(counts[0])

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from . import runtime
 from .data import sha256_of
 from .models import COURSE_NET_WIDTHS, checkpoint_path, ensure_course_checkpoint, load_checkpoint
 from .paths import OFFLINE_ENV, PREFETCH_COMMAND, atomic_save, atomic_write_text, cache_dir, cached_files, is_offline
@@ -214,6 +215,17 @@ def top_block_layers(base: Any, model: str) -> list[Any]:
     names = [layer.name for layer in base.layers]
     first = next(i for i, name in enumerate(names) if name.startswith(TOP_BLOCK_PREFIX[model]))
     return base.layers[first:]
+
+
+def stop_on_non_finite_loss(keras: Any) -> Any:
+    """Make a `fit` callback that stops training on a NaN loss with the divergence message (naming the step size)."""
+
+    class StopOnNonFiniteLoss(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+            if logs and "loss" in logs:
+                runtime.check_finite_loss(logs["loss"])
+
+    return StopOnNonFiniteLoss()
 
 
 def history_rows(history: Any, offset: int = 0) -> list[dict[str, float]]:

@@ -145,7 +145,15 @@ def attribute_matrix(class_names: Sequence[str], table: dict[str, Sequence[int]]
     if missing:
         raise ValueError(f"The attribute table has no row for {missing}; it describes {sorted(table)}. Add a row "
                          f"of 0/1 values per missing class (one per attribute), or use classes the table has")
+    flat = lambda row: (isinstance(row, Sequence) and not isinstance(row, str)  # noqa: E731
+                        and all(isinstance(v, int | float | np.integer | np.floating) for v in row))
+    malformed = [name for name in class_names if not flat(table[name])]
+    if malformed:
+        raise ValueError(f"The attribute rows of {malformed} are not flat lists of 0/1 numbers (nested lists, text or "
+                         f"other values): give each class one list with a 0 or 1 per attribute")
     lengths = {len(table[name]) for name in class_names}
+    if lengths == {0}:
+        raise ValueError("The attribute rows are empty: give each class at least one 0/1 attribute value")
     if len(lengths) != 1:
         raise ValueError(f"Attribute rows differ in length ({sorted(lengths)}): every class needs one value per "
                          f"attribute")

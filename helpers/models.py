@@ -345,6 +345,30 @@ def _foreign(path: Path, error: BaseException | None) -> CheckpointForeign:
         "FORCE_RETRAIN=True (or `make course`) to train a new one.")
 
 
+def _check_sidecar(path: Path, sidecar: dict[str, Any], stored: Any) -> None:
+    """Trust the sidecar only where it repeats the metadata saved inside the hashed weights file, and is well formed.
+
+    The SHA-256 covers the weights file, which stores the metadata too; an edited sidecar (a history, the classes)
+    no longer matches it and is refused, so nothing shown from a checkpoint comes from an unchecked file.
+    """
+    def fix(problem: str) -> CheckpointCorrupt:
+        return CheckpointCorrupt(f"Checkpoint record {path.with_suffix('.json').name} {problem}. Delete it and "
+                                 f"{path.name}; the notebook that made them makes them again (notebook 03 for the "
+                                 "course's source model).")
+
+    as_saved = json.loads(json.dumps(stored, default=str)) if isinstance(stored, dict) else None
+    if as_saved != {key: value for key, value in sidecar.items() if key != "sha256"}:
+        raise fix("does not match the metadata stored inside the weights file: it was edited or belongs to other "
+                  "weights")
+    classes, widths = sidecar.get("classes"), sidecar.get("widths")
+    if not isinstance(classes, list) or len(classes) < 1 or not all(isinstance(name, str) for name in classes):
+        raise fix(f"has no usable class names (classes={classes!r})")
+    if (not isinstance(widths, list) or len(widths) != len(COURSE_NET_WIDTHS)
+            or not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths)):
+        raise fix(f"has no usable widths (widths={widths!r}; the course network has {len(COURSE_NET_WIDTHS)} positive "
+                  "integers)")
+
+
 def load_checkpoint(path: Path, expect: dict[str, Any] | None = None) -> tuple[TransferNet, dict]:
     """Load the course model after checking its hash and metadata; never falls back silently.
 
@@ -362,6 +386,7 @@ def load_checkpoint(path: Path, expect: dict[str, Any] | None = None) -> tuple[T
         raise _foreign(path, error) from None  # PyTorch's own message suggests the unsafe retry: not shown
     if not isinstance(stored, dict) or not isinstance(stored.get("state_dict"), dict):
         raise _foreign(path, None)
+    _check_sidecar(path, meta, stored.get("meta"))
     model = course_net(len(meta["classes"]), tuple(meta["widths"]))
     try:
         model.load_state_dict(stored["state_dict"])

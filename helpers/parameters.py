@@ -8,6 +8,7 @@ would then run the default silently, and a wrong type fail deep inside a helper.
 from __future__ import annotations
 
 import difflib
+import math
 import operator
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 from PIL import Image
 
+from . import runtime
 from .data import VALID_DATASETS
 from .paths import OUTPUTS_ENV, is_writable, outputs_root
 from .profiles import VALID_PROFILES
@@ -22,21 +24,35 @@ from .splits import VALIDATION_MODES
 
 CHOICES: dict[str, Sequence[str]] = {"PROFILE": VALID_PROFILES, "DATASET": VALID_DATASETS,
                                      "VALIDATION": VALIDATION_MODES}
-LIMITS: dict[str, list[tuple[str, float]]] = {  # bounds a value (or each item of a list) must satisfy
-    "SEED": [(">=", 0)], "LR": [(">", 0)], "NUM_EPOCHS": [(">=", 1)], "BATCH_SIZE": [(">=", 1)],
-    "LABELS_PER_CLASS": [(">=", 0)], "LABEL_COUNTS": [(">=", 1)], "IMAGE_SIZE": [(">=", 8), ("<=", 512)],
-    "EXAMPLES_PER_CLASS": [(">=", 1)], "IMAGES_PER_TASK": [(">=", 20)], "TEMPERATURE": [(">", 0)],
-    "MMD_BANDWIDTH": [(">", 0)], "LABEL_SMOOTHING": [(">=", 0), ("<", 1)], "WEIGHT_DECAY": [(">=", 0)],
-    "BOOTSTRAP_RESAMPLES": [(">=", 100)], "TENT_STEPS": [(">=", 1)], "ADAPT_STEPS": [(">=", 1)],
-    "ALPHA": [(">=", 0), ("<=", 1)], "THRESHOLD": [(">", 0), ("<", 1)], "ROUNDS": [(">=", 1)],
-    "POOL_IMAGES": [(">=", 0)], "STUDENT_STEPS": [(">=", 1)], "SELF_TRAINING_STEPS": [(">=", 1)],
-    "N_WAY": [(">=", 2)], "SHOTS": [(">=", 1)], "EPISODES": [(">=", 2)], "QUERY": [(">=", 1)],
-    "TASK_WEIGHT": [(">=", 0), ("<=", 1)], "BLOCKS": [(">=", 0)], "SEEDS": [(">=", 0)], "STEPS": [(">=", 1)],
-    "SINE_STEPS": [(">=", 1)], "SINE_TASKS": [(">=", 1)], "SINE_SHOTS": [(">=", 1)], "INNER_LR": [(">", 0)],
-    "FINE_TUNE_STEPS": [(">=", 1)], "K_SHOT": [(">=", 1)], "META_STEPS": [(">=", 1)], "TASKS_PER_STEP": [(">=", 1)],
-    "IMAGE_INNER_LR": [(">", 0)], "INNER_STEPS": [(">=", 1)], "TEST_INNER_STEPS": [(">=", 1)],
-    "PRETRAIN_STEPS": [(">=", 1)], "ROTATION_STEPS": [(">=", 1)], "SHORT_STEPS": [(">=", 1)],
+MAX_SEED = 2**32 - 1  # numpy's seeds are 32-bit
+MAX_STEPS = 10**7  # optimizer steps, epochs, episodes: far beyond any run the course makes, finite all the same
+# Finite bounds on both sides for every numeric parameter (a value, or each item of a list): a value outside them,
+# NaN or infinity included, is refused before any work. tests/test_trust.py checks every notebook's numeric
+# parameters have an entry here or a list of choices.
+LIMITS: dict[str, list[tuple[str, float]]] = {
+    "SEED": [(">=", 0), ("<=", MAX_SEED)], "SEEDS": [(">=", 0), ("<=", MAX_SEED)],
+    "LR": [(">", 0), ("<=", 10)], "ROTATION_LR": [(">", 0), ("<=", 10)], "INNER_LR": [(">", 0), ("<=", 10)],
+    "IMAGE_INNER_LR": [(">", 0), ("<=", 10)], "NUM_EPOCHS": [(">=", 1), ("<=", 10_000)],
+    "BATCH_SIZE": [(">=", 1), ("<=", 65_536)], "LABELS_PER_CLASS": [(">=", 0), ("<=", 6_000)],
+    "LABEL_COUNTS": [(">=", 1), ("<=", 6_000)], "IMAGE_SIZE": [(">=", 8), ("<=", 512)],
+    "EXAMPLES_PER_CLASS": [(">=", 1), ("<=", 1_000)], "IMAGES_PER_TASK": [(">=", 20), ("<=", 60_000)],
+    "TEMPERATURE": [(">=", 0.01), ("<=", 100)], "MMD_BANDWIDTH": [(">", 0), ("<=", 1e6)],
+    "LABEL_SMOOTHING": [(">=", 0), ("<", 1)], "WEIGHT_DECAY": [(">=", 0), ("<=", 1)],
+    "BOOTSTRAP_RESAMPLES": [(">=", 100), ("<=", 1_000_000)], "TENT_STEPS": [(">=", 1), ("<=", 1_000)],
+    "ADAPT_STEPS": [(">=", 1), ("<=", MAX_STEPS)], "ALPHA": [(">=", 0), ("<=", 1)], "THRESHOLD": [(">", 0), ("<", 1)],
+    "ROUNDS": [(">=", 1), ("<=", 100)], "POOL_IMAGES": [(">=", 0), ("<=", 60_000)],
+    "STUDENT_STEPS": [(">=", 1), ("<=", MAX_STEPS)], "SELF_TRAINING_STEPS": [(">=", 1), ("<=", MAX_STEPS)],
+    "N_WAY": [(">=", 2), ("<=", 100)], "SHOTS": [(">=", 1), ("<=", 6_000)], "EPISODES": [(">=", 2), ("<=", MAX_STEPS)],
+    "QUERY": [(">=", 1), ("<=", 6_000)], "TASK_WEIGHT": [(">=", 0), ("<=", 1)], "BLOCKS": [(">=", 0), ("<=", 4)],
+    "SINE_STEPS": [(">=", 1), ("<=", MAX_STEPS)], "SINE_TASKS": [(">=", 1), ("<=", 10_000)],
+    "SINE_SHOTS": [(">=", 1), ("<=", 1_000)], "FINE_TUNE_STEPS": [(">=", 1), ("<=", 10_000)],
+    "K_SHOT": [(">=", 1), ("<=", 6_000)], "META_STEPS": [(">=", 1), ("<=", MAX_STEPS)],
+    "TASKS_PER_STEP": [(">=", 1), ("<=", 1_000)], "INNER_STEPS": [(">=", 1), ("<=", 100)],
+    "TEST_INNER_STEPS": [(">=", 1), ("<=", 1_000)], "PRETRAIN_STEPS": [(">=", 1), ("<=", MAX_STEPS)],
+    "ROTATION_STEPS": [(">=", 1), ("<=", MAX_STEPS)], "SHORT_STEPS": [(">=", 1), ("<=", MAX_STEPS)],
 }
+# What a diverging run (a non-finite loss) is told to look at: the notebook's step sizes and temperature.
+DIVERGENCE_SUSPECTS = ("LR", "ROTATION_LR", "INNER_LR", "IMAGE_INNER_LR", "TEMPERATURE", "WEIGHT_DECAY")
 COMPARE = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 TYPE_CHECKS = {
     "str": lambda v: isinstance(v, str), "bool": lambda v: isinstance(v, bool), "list": lambda v: isinstance(v, list),
@@ -66,15 +82,24 @@ def value_problem(name: str, value: Any, declared_type: str, choices: Sequence[A
     choices = choices or CHOICES.get(name)
     if choices and value not in choices:
         return f"{name}={value!r} is not one of: {', '.join(map(str, choices))}"
+    if isinstance(value, list) and not value:
+        return f"{name}=[] is empty: give at least one value" + (", or None for the profile's" if optional else "")
     if name not in LIMITS:
         return None
     for item in value if isinstance(value, list) else [value]:
         if isinstance(item, bool) or not isinstance(item, int | float):
             return f"{name}={value!r} must hold numbers only"
-        broken = [f"{op} {bound}" for op, bound in LIMITS.get(name, []) if not COMPARE[op](item, bound)]
-        if broken:
-            return f"{name}={value!r} is out of range: it must be {' and '.join(broken)}"
+        if not math.isfinite(item):
+            return f"{name}={value!r} is not a finite number: give one {_range(name)}"
+        if not all(COMPARE[op](item, bound) for op, bound in LIMITS[name]):
+            return f"{name}={value!r} is out of range: it must be {_range(name)}"
     return None
+
+
+def _range(name: str) -> str:
+    """Spell a parameter's bounds for a message: `> 0 and <= 10`."""
+    return " and ".join(f"{op} {bound:g}" if isinstance(bound, float) else f"{op} {bound}"
+                        for op, bound in LIMITS[name])
 
 
 def image_problem(value: str) -> str | None:
@@ -131,6 +156,7 @@ def check_parameters(namespace: Mapping[str, Any], choices: Mapping[str, Sequenc
         if problem:
             problems.append(problem)
     problems += place_problems(namespace)
+    runtime.name_divergence_suspects({name: namespace.get(name) for name in DIVERGENCE_SUSPECTS if name in declared})
     if problems:
         raise ParameterError("Invalid parameters (fix them with papermill -p NAME VALUE, or in the parameters cell):"
                              "\n  " + "\n  ".join(problems))

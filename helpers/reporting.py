@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from .paths import atomic_write, atomic_write_text, outputs_root, shown
-from .runtime import environment_report
+from .runtime import divergence_error, environment_report
 
 
 def _jsonable(value: Any) -> Any:
@@ -40,7 +40,11 @@ def read_record(path: Path) -> dict[str, Any] | None:
 
 
 def save_predictions(folder: Path, **arrays: np.ndarray) -> Path:
-    """Write predictions.npz beside a run's metrics.json, atomically, for the evaluation notebook."""
+    """Write predictions.npz beside a run's metrics.json, atomically; refuse non-finite values (a diverged run)."""
+    for name, values in arrays.items():
+        values = np.asarray(values)
+        if values.dtype.kind in "fc" and not np.isfinite(values).all():
+            raise divergence_error(f"The predictions ({name}) are not all finite")
     return atomic_write(folder / "predictions.npz", lambda stream: np.savez(stream, **arrays))
 
 

@@ -70,8 +70,38 @@ def grad_scaler(device: Any) -> Any:
     return torch.amp.GradScaler(device.type, enabled=precision(device) == "fp16")
 
 
+class DivergedError(FloatingPointError):
+    """A training loss became NaN or infinite: the run stops, and no record of it is written."""
+
+
+_divergence_suspects: dict[str, Any] = {}
+
+
+def name_divergence_suspects(values: dict[str, Any]) -> None:
+    """Remember the notebook's step sizes and temperature, for a diverged loss to name (check_parameters sets them)."""
+    _divergence_suspects.clear()
+    _divergence_suspects.update(values)
+
+
+def divergence_error(what: str) -> DivergedError:
+    """Say that training diverged, and which of the notebook's parameters to lower (or raise) to keep it finite."""
+    suspects = ", ".join(f"{name}={setting!r}" + (" (the profile's value)" if setting is None else "")
+                         for name, setting in _divergence_suspects.items())
+    return DivergedError(f"{what}: training diverged, and the run stopped without a record. "
+                         + (f"Look at {suspects}: a smaller step size (or a larger temperature) keeps the loss finite."
+                            if suspects else "Lower the learning rate and run again."))
+
+
+def check_finite_loss(loss: Any, where: str = "training") -> None:
+    """Stop a run whose loss is NaN or infinite, naming the parameters to look at, before it steps on garbage."""
+    value = float(loss.detach().float().cpu()) if hasattr(loss, "detach") else float(loss)
+    if not np.isfinite(value):
+        raise divergence_error(f"The {where} loss became {value}")
+
+
 def optimizer_step(optimizer: Any, loss: Any, scaler: Any) -> None:
-    """Zero the gradients, backpropagate the loss (scaled when the scaler is active), and step the optimizer."""
+    """Refuse a non-finite loss, then zero the gradients, backpropagate (scaled when active) and step the optimizer."""
+    check_finite_loss(loss)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     scaler.step(optimizer)  # skips the step when fp16 gradients overflowed

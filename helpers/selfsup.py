@@ -9,8 +9,10 @@ head (Wu et al., 2018), and the checks that refuse settings a method cannot run 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import math
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -43,7 +45,7 @@ def check_settings(method: str, augmentation: str, batch_size: int, temperature:
     if method != "rotation" and batch_size < 2:
         problems.append(f"BATCH_SIZE={batch_size}: contrastive learning needs at least 2 images per batch (each "
                         "image's negatives are the other images); use 2 or more (SimCLR used 256 to 8192)")
-    if min(label_counts) < 2:
+    if not label_counts or min(label_counts) < 2:
         problems.append(f"LABEL_COUNTS={list(label_counts)}: the honest probe chooses its strength by cross-validation "
                         "on the labelled images, which needs at least 2 per class; use counts of 2 or more")
     if not temperature > 0:
@@ -156,6 +158,27 @@ def knn_predict(train_features: np.ndarray, train_labels: np.ndarray, query_feat
     classes = int(train_labels.max()) + 1
     votes = torch.zeros(len(query), classes).scatter_add_(1, labels, torch.exp(similarity / temperature))
     return votes.argmax(1).numpy()
+
+
+def _code_text(code: Any) -> str:
+    """Spell compiled code without memory addresses (nested functions' code spelled the same way)."""
+    constants = [_code_text(c) if inspect.iscode(c) else repr(c) for c in code.co_consts]
+    return repr((code.co_code, code.co_names, constants))
+
+
+def code_digest(*functions: Callable[..., Any]) -> str:
+    """Hash the source of the pretraining code (the notebook's functions given, and this module's augmentations).
+
+    Put into a checkpoint's settings, it makes a change to the loop, the loss or the views invalidate the
+    checkpoints the old code made, instead of reusing them under the same name.
+    """
+    sources = [inspect.getsource(sys.modules[__name__])]
+    for function in functions:
+        try:
+            sources.append(inspect.getsource(function))
+        except (OSError, TypeError):  # no source file (an exec'd function): its compiled code stands in
+            sources.append(_code_text(function.__code__))
+    return hashlib.sha256("\n".join(sources).encode()).hexdigest()[:16]
 
 
 def checkpoint_name(settings: dict[str, Any]) -> str:

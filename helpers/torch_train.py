@@ -172,6 +172,29 @@ def probe_to_head(scaler: StandardScaler, probe: LogisticRegression, head: nn.Li
         head.bias.copy_(torch.as_tensor(bias, dtype=head.bias.dtype))
 
 
+def labels_problem(strategy: str, labels_per_class: int | None, validation: str, cross_fit: int = 0) -> str | None:
+    """Say why these labels cannot carry the run's cross-validation (checked before any training), or None.
+
+    The honest probe (linear_probe, lp_ft) needs 2 labelled images per class; cross-fitting needs CROSS_FIT images
+    per class, and each fold's LP-FT chooses its probe again on the other folds, which need 2 per class too.
+    """
+    if not labels_per_class:  # every training image is labelled
+        return None
+    probe = strategy in ("linear_probe", "lp_ft")
+    if probe and validation == "labelled" and labels_per_class < 2:
+        return (f"LABELS_PER_CLASS={labels_per_class}: STRATEGY={strategy!r} chooses the probe's C by cross-validation "
+                "on the labelled images, which needs at least 2 per class; use 2 or more, or VALIDATION='oracle'")
+    if cross_fit and labels_per_class < cross_fit:
+        return (f"CROSS_FIT={cross_fit} splits each class's {labels_per_class} labelled images into {cross_fit} folds, "
+                f"which needs at least {cross_fit} per class: use LABELS_PER_CLASS >= {cross_fit} or fewer folds")
+    smallest_fit = labels_per_class - -(-labels_per_class // cross_fit) if cross_fit else labels_per_class
+    if cross_fit and probe and smallest_fit < 2:
+        return (f"CROSS_FIT={cross_fit} with LABELS_PER_CLASS={labels_per_class}: each fold's LP-FT chooses its probe "
+                f"by cross-validation on the other folds' {smallest_fit} image(s) per class, which needs at least 2; "
+                "use more labels or fewer folds")
+    return None
+
+
 def cross_validated_probe(train_x: np.ndarray, train_y: np.ndarray, strengths: Iterable[float], seed: int = 0
                           ) -> tuple[dict[float, float], dict[float, np.ndarray]]:
     """Score each L2 strength C by stratified k-fold CV on the labelled images only (k = min(5, labels per class)).

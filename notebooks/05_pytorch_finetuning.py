@@ -96,6 +96,8 @@ config = profiles.resolve_config("05_pytorch_finetuning", PROFILE, num_epochs=NU
                                  lr=LR, labels_per_class=LABELS_PER_CLASS)
 config.update(dataset_requested=DATASET, weights_requested=WEIGHTS, model_requested=MODEL, strategy=STRATEGY,
               seed=SEED, cross_fit=CROSS_FIT)
+if problem := torch_train.labels_problem(STRATEGY, config["labels_per_class"], VALIDATION, CROSS_FIT):
+    raise parameters.ParameterError(problem)  # refused now, not after the main model has trained
 run_start = time.perf_counter()
 
 # %% [markdown]

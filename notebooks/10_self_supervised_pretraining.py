@@ -250,6 +250,7 @@ def pretrain(method: str, augmentation: str, steps: int, seed: int) -> tuple[mod
             rotated, turns = rotation_batch(selfsup.augment_view(images, "no_color", views))  # crop and flip
             logits = head(encoder.features(rotated.to(device, memory_format=torch.channels_last)))
             loss = nn.functional.cross_entropy(logits, turns.to(device))
+        runtime.check_finite_loss(loss)  # a diverged run stops here and names LR, ROTATION_LR and TEMPERATURE
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -267,7 +268,8 @@ def pretrained(method: str, augmentation: str, steps: int) -> tuple[models.Trans
                 "steps": steps, "batch_size": config["batch_size"], "temperature": TEMPERATURE,
                 "lr": LR if method == "simclr" else ROTATION_LR,
                 "seed": SEED, "unlabelled": UNLABELLED, "data": torch_train.data_key(cifar.identity),
-                "monitor_images": config["monitor_images"], "monitor_points": config["monitor_points"]}
+                "monitor_images": config["monitor_images"], "monitor_points": config["monitor_points"],
+                "code": selfsup.code_digest(pretrain, nt_xent, rotation_batch, projection_head, knn_monitor)}
     start = time.perf_counter()
     encoder, history, info = selfsup.pretrained_encoder(settings, lambda: pretrain(method, augmentation, steps, SEED))
     info["seconds"] = round(time.perf_counter() - start, 1)

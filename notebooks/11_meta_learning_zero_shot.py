@@ -107,11 +107,17 @@ part_seconds: dict = {}  # wall time of each part, printed at the end and record
 
 cifar = data.load_dataset(DATASET, config["synthetic_train_per_class"], config["synthetic_test_per_class"], SEED)
 source, target = splits.source_target_split(cifar)
+if PART in ("all", "episodes"):  # the episodes' data is loaded, and N, K and query checked against it, before any work
+    if EPISODE_DATA == "cifar_fs":  # 64 meta-training classes, 20 new test classes, 600 images each
+        (meta_x, meta_labels), (test_x, test_labels) = meta.cifar_fs_split(data.load_cifar100())
+    else:  # the course's split: the source classes' training images, the target classes' test images
+        meta_x, meta_labels, test_x, test_labels = source.x_train, source.y_train, target.x_test, target.y_test
+    for episode_labels in (meta_labels, test_labels):
+        _ = tr.sample_episode(episode_labels, N_WAY, K_SHOT, QUERY, np.random.default_rng(SEED))
 model_03, weights_info = models.source_model("course", "course_net", config["profile"], DATASET)
 models.check_source_data(weights_info, cifar.identity)  # a source model trained on other data is refused
 model_03 = torch_train.to_device(model_03, device).eval()
 print(reporting.weights_line(weights_info))
-_ = tr.sample_episode(target.y_test, N_WAY, K_SHOT, QUERY, np.random.default_rng(SEED))  # bad N or K: refused now
 
 # %% [markdown]
 # ## 1 · MAML on sinusoids (Finn et al., 2017, Figure 2)
@@ -211,6 +217,7 @@ def train_sine(method: str, steps: int, seed: int) -> dict:
             task_losses = vmap(maml_task_loss, in_dims=(None, 0, 0, 0, 0, None))(params, x_s, y_s, x_q, y_q,
                                                                                   method == "FOMAML")
             loss = task_losses.mean()
+        runtime.check_finite_loss(loss)  # a diverged run stops here and names INNER_LR
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -448,6 +455,7 @@ def meta_train(episode_loss, steps: int, seed: int) -> dict:
     for _ in range(steps):
         loss = sum(episode_loss(params, episode_tensors(meta_images, meta_labels, rng)[0])
                    for _ in range(TASKS_PER_STEP)) / TASKS_PER_STEP
+        runtime.check_finite_loss(loss)  # a diverged run stops here and names IMAGE_INNER_LR
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -459,10 +467,6 @@ IMAGE_METHODS = {"MAML": maml_episode_loss, "FOMAML": lambda p, e: maml_episode_
 if PART in ("all", "episodes"):
     part_start = time.perf_counter()
     image_net = meta.conv4(N_WAY).to(device)  # the architecture; parameters live in each method's dict
-    if EPISODE_DATA == "cifar_fs":  # 64 meta-training classes, 20 new test classes, 600 images each
-        (meta_x, meta_labels), (test_x, test_labels) = meta.cifar_fs_split(data.load_cifar100())
-    else:  # the course's split: the source classes' training images, the target classes' test images
-        meta_x, meta_labels, test_x, test_labels = source.x_train, source.y_train, target.x_test, target.y_test
     meta_images, test_images = meta.normalized(meta_x), meta.normalized(test_x)
     print(f"episodes from {EPISODE_DATA}: meta-training on {len(np.unique(meta_labels))} classes "
           f"({len(meta_labels):,} images), testing on {len(np.unique(test_labels))} others ({len(test_labels):,})")

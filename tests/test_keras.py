@@ -154,3 +154,15 @@ def test_notebook_runs_on_the_torch_backend(tmp_path, data_root):
     record = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert record["config"]["keras_backend"] == "torch"
     assert 0.0 <= record["metrics"]["test_acc"] <= 1.0 and len(record["test_predictions"]) > 0
+
+
+def test_a_diverged_keras_fit_stops_with_the_divergence_message():
+    from helpers import runtime
+
+    runtime.name_divergence_suspects({"LR": 10.0})
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(10.0), loss="mse")
+    inputs = np.random.default_rng(0).normal(0, 100, (64, 4)).astype("float32")
+    with pytest.raises(runtime.DivergedError, match=r"loss became (nan|inf).*Look at LR=10.0"):
+        model.fit(inputs, inputs.sum(1), epochs=20, batch_size=8, verbose=0,
+                  callbacks=[keras_models.stop_on_non_finite_loss(keras)])

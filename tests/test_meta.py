@@ -11,7 +11,7 @@ from notebook_code import NOTEBOOKS, notebook_definition
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from helpers import meta
+from helpers import meta, runtime
 
 NOTEBOOK = "11_meta_learning_zero_shot"
 
@@ -19,8 +19,8 @@ NOTEBOOK = "11_meta_learning_zero_shot"
 def lesson(*names: str, **extra: Any) -> dict[str, Any]:
     """Define the named functions exactly as notebook 11 writes them, in a namespace with the cells' imports."""
     space = {"np": np, "torch": torch, "nn": nn, "functional_call": functional_call, "grad": grad, "vmap": vmap,
-             "meta": meta, "sine_net": meta.sine_net().double(), "INNER_LR": 0.1, "REPTILE_INNER_LR": 0.05,
-             "REPTILE_INNER_STEPS": 3, **extra}
+             "meta": meta, "runtime": runtime, "sine_net": meta.sine_net().double(), "INNER_LR": 0.1,
+             "REPTILE_INNER_LR": 0.05, "REPTILE_INNER_STEPS": 3, **extra}
     for name in names:
         notebook_definition(NOTEBOOK, name, space)
     return space

@@ -10,7 +10,7 @@ import torch
 from notebook_code import notebook_definition
 from torch import nn
 
-from helpers import models, selfsup, torch_train
+from helpers import models, runtime, selfsup, torch_train
 
 NOTEBOOK = "10_self_supervised_pretraining"
 
@@ -168,7 +168,7 @@ def test_pretraining_lowers_the_loss_on_a_fixed_seed():
                    device=torch.device("cpu"), unlabelled=rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8),
                    config={"batch_size": 16, "monitor_points": 2}, TEMPERATURE=0.5, LR=0.1, ROTATION_LR=0.05,
                    target=type("T", (), {"class_names": ["a", "b"]}), knn_monitor=lambda encoder: 0.5,
-                   progress_bar=lambda iterable, **_: iterable, torch_train=torch_train)
+                   progress_bar=lambda iterable, **_: iterable, torch_train=torch_train, runtime=runtime)
     for method in selfsup.METHODS:
         _, history = space["pretrain"](method, "full", 30, 0)
         losses = [row["loss"] for row in history if row["loss"] is not None]
