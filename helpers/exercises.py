@@ -303,12 +303,13 @@ def _schedule(answer: Callable[..., Any]) -> str | None:
     keras = sys.modules.get("keras") or import_keras("tensorflow")  # notebook 04 has imported it already
 
     total, peak = 200, 0.05
-    keras_schedule = keras.optimizers.schedules.CosineDecay(peak / 25, decay_steps=total, alpha=0.0,
-                                                            warmup_target=peak, warmup_steps=int(0.2 * total))
-    for step in (0, 10, 39, 40, 41, 100, 150, 199, 200):
+    warmup = int(0.2 * total)
+    keras_schedule = keras.optimizers.schedules.CosineDecay(peak / 25, decay_steps=total - warmup, alpha=0.0,
+                                                            warmup_target=peak, warmup_steps=warmup)
+    for step in (0, 10, 39, 40, 41, 100, 150, 199, 200, 240):
         expect(answer(step, total, peak), float(keras_schedule(step)), "warm up linearly from peak/25 over the first "
-               "20% of steps, then decay with a cosine over `total` further steps, as Keras does", rtol=0,
-               atol=1e-6 * peak, name=f"at step {step} of {total}")
+               "20% of steps, then decay with a cosine over the remaining total - warm-up steps, to zero at the end",
+               rtol=0, atol=1e-6 * peak, name=f"at step {step} of {total}")
     return None
 
 

@@ -93,6 +93,9 @@ config = profiles.resolve_config("04_keras_finetuning", PROFILE, num_epochs=NUM_
                                  lr=LR, labels_per_class=LABELS_PER_CLASS)
 config.update(dataset_requested=DATASET, weights_requested=WEIGHTS, model_requested=MODEL, strategy=STRATEGY,
               seed=SEED, keras_backend=KERAS_BACKEND, keras_policy=keras_policy)
+if PROBE_HEAD_VARIANT and STRATEGY == "lp_ft" and (
+        problem := torch_train.labels_problem("lp_ft", config["labels_per_class"], "labelled")):
+    raise parameters.ParameterError(problem)  # the probe-head arm cross-validates on the labels: refused now
 run_start = time.perf_counter()
 
 # %% [markdown]
@@ -183,19 +186,30 @@ loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.
 run_folder = reporting.run_dir("04_keras_finetuning", OUTPUT_DIR)
 
 
+MOMENTUM, TORCH_WEIGHT_DECAY = 0.9, 5e-4  # notebook 05's SGD settings
+# The two frameworks mean different things by `weight_decay`. PyTorch's SGD (notebook 05) adds wd·w to the
+# gradient, and Nesterov momentum then carries that term along: in steady state each step shrinks w by
+# lr·wd / (1 − momentum), ten times lr·wd. Keras 3's SGD decays *decoupled* from the gradient, w ← w − lr·wd·w
+# once per step, outside the momentum. The decoupled value that shrinks the weights as 05 does is therefore:
+KERAS_WEIGHT_DECAY = TORCH_WEIGHT_DECAY / (1 - MOMENTUM)  # 5e-3
+
+
 def compile_and_fit(model: keras.Model, lr: float, epochs: int, phase: str) -> keras.callbacks.History:
-    """Compile with SGD (Nesterov, cosine decay after warm-up); fit with one progress bar and the usual callbacks.
+    """Compile with SGD (Nesterov, cosine decay to zero after warm-up); fit with one progress bar and the callbacks.
 
     With a validation split, early stopping and best-checkpoint saving choose the epoch on it; without one
     (the honest few-label protocol) the schedule runs to the end and the last weights are kept.
     """
     total = epochs * steps_per_epoch
-    schedule = keras.optimizers.schedules.CosineDecay(lr / 25, decay_steps=total, alpha=0.0, warmup_target=lr,
-                                                      warmup_steps=int(0.2 * total))
-    model.compile(optimizer=keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, weight_decay=5e-4),
+    warmup = int(0.2 * total)  # Keras counts decay_steps after the warm-up: total - warmup ends the cosine at zero
+    schedule = keras.optimizers.schedules.CosineDecay(lr / 25, decay_steps=total - warmup, alpha=0.0,
+                                                      warmup_target=lr, warmup_steps=warmup)
+    model.compile(optimizer=keras.optimizers.SGD(schedule, momentum=MOMENTUM, nesterov=True,
+                                                 weight_decay=KERAS_WEIGHT_DECAY),
                   loss=loss, metrics=["categorical_accuracy"])
     callbacks = [TqdmCallback(epochs=epochs, verbose=0, desc=phase, tqdm_class=progress.bar_class()),
-                 keras.callbacks.CSVLogger(str(run_folder / f"history_{phase}.csv"))]
+                 keras.callbacks.CSVLogger(str(run_folder / f"history_{phase}.csv")),
+                 keras_models.stop_on_non_finite_loss(keras)]  # a diverged run stops, naming LR
     if val_ds is not None:
         callbacks += [keras.callbacks.EarlyStopping("val_categorical_accuracy", patience=max(5, epochs // 3),
                                                     restore_best_weights=True),
@@ -230,7 +244,7 @@ def train_step(net: keras.Model, optimizer: keras.optimizers.Optimizer, images, 
 
 def sgd() -> keras.optimizers.Optimizer:
     """A fresh optimizer with the settings both copies use."""
-    return keras.optimizers.SGD(0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    return keras.optimizers.SGD(0.01, momentum=MOMENTUM, nesterov=True, weight_decay=KERAS_WEIGHT_DECAY)
 
 
 if KERAS_BACKEND == "tensorflow":
@@ -298,16 +312,16 @@ if STRATEGY != "linear_probe":
 
 # %% [markdown]
 # ## Results
-# Evaluated as notebook 05 evaluates: a fine-tuned network's probabilities are averaged over each test image and its
-# mirror image (flip test-time augmentation, which the training's random flips make a fair guess); the linear
-# probe's are not. The accuracy without the flip is printed beside it, so its share is visible.
+# Evaluated as notebook 05 evaluates: a fine-tuned network's logits are averaged over each test image and its
+# mirror image before the softmax (flip test-time augmentation, which the training's random flips make a fair
+# guess); the linear probe's are not. The accuracy without the flip is printed beside it, so its share is visible.
 
 # %%
 def probabilities(net: keras.Model, images: np.ndarray, labels: np.ndarray, flip_tta: bool) -> np.ndarray:
-    """Class probabilities; with `flip_tta` averaged with those of the mirror images, as notebook 05 evaluates."""
-    predict = lambda x: keras.ops.convert_to_numpy(keras.ops.softmax(
-        net.predict(tf_data.make_tf_dataset(x, labels, False, **pipeline), verbose=0)))
-    return (predict(images) + predict(np.ascontiguousarray(images[:, :, ::-1]))) / 2 if flip_tta else predict(images)
+    """Class probabilities; with `flip_tta` from logits averaged with the mirror images', as notebook 05 evaluates."""
+    logits = lambda x: net.predict(tf_data.make_tf_dataset(x, labels, False, **pipeline), verbose=0)
+    averaged = (logits(images) + logits(np.ascontiguousarray(images[:, :, ::-1]))) / 2 if flip_tta else logits(images)
+    return keras.ops.convert_to_numpy(keras.ops.softmax(averaged))
 
 
 flip_tta = STRATEGY != "linear_probe"  # 05's rule: fine-tuned networks average over a flip, the probe does not
@@ -517,14 +531,15 @@ metrics_path = reporting.save_run(run_folder, config, target.identity, metrics, 
 # %% [markdown]
 # ### Coding exercise
 # 4. Write the learning-rate schedule `compile_and_fit` gives Keras: `warmup_cosine(step, total, peak)` rises
-#    linearly from `peak / 25` to `peak` over the first 20% of `total` steps, then follows Keras's cosine decay
-#    `peak · ½ (1 + cos(π · min(step − warm-up, total) / total))`. The check compares it with Keras's own
-#    `CosineDecay` at several steps. Then read off the rate at the last step: where does this schedule end,
-#    and why? Reference solution: `solutions/04_keras_finetuning.py`.
+#    linearly from `peak / 25` to `peak` over the first `warm-up = int(0.2 · total)` steps, then decays along a
+#    cosine, `peak · ½ (1 + cos(π · (step − warm-up) / (total − warm-up)))`, to zero at the last step (and stays
+#    there). The check compares it with Keras's own `CosineDecay` at several steps. Then say why
+#    `compile_and_fit` passes `decay_steps=total - warmup` and not `total`: where would the rate end otherwise?
+#    Reference solution: `solutions/04_keras_finetuning.py`.
 
 # %%
 def warmup_cosine(step: int, total: int, peak: float) -> float:
-    """The learning rate at `step` of `total`: linear warm-up over 20%, then cosine decay."""
+    """The learning rate at `step` of `total`: linear warm-up over 20%, then cosine decay to zero."""
     raise NotImplementedError  # your code here
 
 
