@@ -23,26 +23,31 @@ from .paths import PROFILE_ENV, absolute_path_variables, outputs_root
 from .profiles import VALID_PROFILES, choose_profile
 from .reporting import save_json, write_benchmark
 from .runner import NOTEBOOKS_DIR, execute
-from .runs import THREAD_VARIABLES, run_name, run_one
+from .runs import THREAD_VARIABLES, run_name, run_one, write_plan
 
 SOURCE_MODEL_NOTEBOOK = "03_pretrain_source_model"
 EVALUATION_NOTEBOOK = "06_evaluation"
 # What the comparison runs, per profile: notebook 05 over strategies x labels x validation, notebook 04's pair,
-# scratch at more labels ("scratch_labels"), so that 06 can say how many labels scratch needs to equal transfer, and
+# scratch at more labels ("scratch_labels", on every seed), so that 06 can say how many labels scratch needs to equal
+# transfer with an interval over seeds and test images, and
 # the honest PyTorch runs again on more seeds ("repeat_seeds"), so that 06 can show the seed spread of the key rows;
 # the honest LP-FT run with the most labels (first seed) makes cross-fitted held-out predictions ("cross_fit" folds),
-# so that 06 calibrates the model it features on its own labelled images; "workers" runs go at once.
+# so that 06 calibrates the model it features on its own labelled images; LP-FT runs again with scratch's recipe
+# ("scratch_recipe_labels", on every seed), the arm that shows what scratch's larger budget of choices buys transfer;
+# "workers" runs go at once.
 COMPARISON: dict[str, dict[str, Any]] = {
     "smoke": {"labels": [5, 10], "seeds": [0], "torch": ["scratch", "linear_probe", "lp_ft"],
               "oracle": ["linear_probe"], "keras": ["linear_probe", "lp_ft"], "keras_labels": [10],
-              "scratch_labels": [20], "repeat_seeds": [], "cross_fit": 2, "workers": 2},
+              "scratch_labels": [20], "repeat_seeds": [], "cross_fit": 2, "scratch_recipe_labels": [10],
+              "workers": 2},
     "cpu": {"labels": [10, 50], "seeds": [0], "torch": ["scratch", "linear_probe", "finetune_full", "lp_ft"],
             "oracle": ["linear_probe", "lp_ft"], "keras": ["linear_probe", "lp_ft"], "keras_labels": [50],
-            "scratch_labels": [500], "repeat_seeds": [1, 2], "cross_fit": 3, "workers": 2},
+            "scratch_labels": [150, 500], "repeat_seeds": [1, 2], "cross_fit": 3, "scratch_recipe_labels": [10, 50],
+            "workers": 2},
     "full": {"labels": [10, 50, 500], "seeds": [0, 1, 2],
              "torch": ["scratch", "linear_probe", "finetune_full", "lp_ft"], "oracle": ["linear_probe", "lp_ft"],
              "keras": ["linear_probe", "lp_ft"], "keras_labels": [50, 500], "scratch_labels": [2000],
-             "repeat_seeds": [], "cross_fit": 3, "workers": 1},
+             "repeat_seeds": [], "cross_fit": 3, "scratch_recipe_labels": [10, 50, 500], "workers": 1},
 }
 
 
@@ -84,12 +89,15 @@ def comparison_runs(profile: str) -> list[tuple[str, dict[str, Any]]]:
                 runs.append(("05_pytorch_finetuning", {"STRATEGY": strategy, "LABELS_PER_CLASS": labels,
                                                        "VALIDATION": validation, "SEED": seed,
                                                        **({"CROSS_FIT": plan["cross_fit"]} if featured else {})}))
-    for seed, labels in itertools.product(plan["seeds"], plan["scratch_labels"]):
+    for seed, labels in itertools.product(plan["seeds"] + plan["repeat_seeds"], plan["scratch_labels"]):
         runs.append(("05_pytorch_finetuning", {"STRATEGY": "scratch", "LABELS_PER_CLASS": labels,
                                                "VALIDATION": "labelled", "SEED": seed}))
     for seed, labels, strategy in itertools.product(plan["repeat_seeds"], plan["labels"], plan["torch"]):
         runs.append(("05_pytorch_finetuning", {"STRATEGY": strategy, "LABELS_PER_CLASS": labels,
                                                "VALIDATION": "labelled", "SEED": seed}))
+    for seed, labels in itertools.product(plan["seeds"] + plan["repeat_seeds"], plan["scratch_recipe_labels"]):
+        runs.append(("05_pytorch_finetuning", {"STRATEGY": "lp_ft", "LABELS_PER_CLASS": labels,
+                                               "VALIDATION": "labelled", "SEED": seed, "RECIPE": "scratch"}))
     for seed, labels, strategy in itertools.product(plan["seeds"], plan["keras_labels"], plan["keras"]):
         runs.append(("04_keras_finetuning", {"STRATEGY": strategy, "LABELS_PER_CLASS": labels, "SEED": seed,
                                              "SHOW_BN_PITFALL": strategy == "lp_ft",  # 06's one-change variants
@@ -122,6 +130,7 @@ def run_comparison(profile: str, workers: int = 1) -> list[dict[str, Any]]:
     root = outputs_root() / "runs" / "comparison"
     planned = [(notebook, {"PROFILE": profile, "WEIGHTS": "course", **params})
                for notebook, params in comparison_runs(profile)]
+    write_plan(root, [root / notebook / run_name(params) for notebook, params in planned])  # 06 reads only these
     results: list[dict[str, Any] | None] = [None] * len(planned)
     threads = max(1, (os.cpu_count() or 1) // workers)
     with kernel_threads(threads) if workers > 1 else nullcontext(), ThreadPoolExecutor(workers) as pool:

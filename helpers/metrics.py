@@ -201,6 +201,48 @@ def equivalent_labels(counts: list[int], accuracies: np.ndarray, target: float) 
     return float(np.exp(np.log(counts[upper - 1]) + fraction * (np.log(counts[upper]) - np.log(counts[upper - 1]))))
 
 
+def seed_interval(values: list[float] | np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean over seeds with a Student-t interval across them, (mean, low, high): the seeds are the sample.
+
+    It covers what changes with the seed (the labelled images drawn, the initial weights, the batch order) on one
+    test set; with 3 seeds the t factor is 4.3, so only a steady difference clears it.
+    """
+    values = np.asarray(values, dtype=float)
+    if len(values) < 2:
+        raise ValueError(f"an interval across seeds needs at least 2 seeds, got {len(values)}")
+    half = stats.t.ppf((1 + level) / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+    return float(values.mean()), float(values.mean() - half), float(values.mean() + half)
+
+
+def labels_to_match_over_seeds(labels: np.ndarray, curves: dict[int, dict[int, np.ndarray]],
+                               runs: dict[int, np.ndarray], level: float = 0.95, resamples: int = 2000, seed: int = 0
+                               ) -> tuple[float, float, float]:
+    """Labels per class a curve (scratch) needs to equal a run, over seeds, with a two-level bootstrap interval.
+
+    `curves[s][n]` and `runs[s]` are seed s's predictions (scratch with n labels per class, the transfer run) on the
+    same test images. The estimate reads the seed-averaged run off the seed-averaged curve. Each resample draws seeds
+    with replacement, then test images with replacement (the same images for every run), so the interval covers the
+    seed noise and the test-set noise together. Returns (estimate, low, high); infinity: beyond the counts tried.
+    """
+    seeds = sorted(set(curves) & set(runs))
+    if not seeds:
+        raise ValueError("no seed has both a curve and a run")
+    counts = sorted(set.intersection(*(set(curves[s]) for s in seeds)))
+    labels = np.asarray(labels)
+    curve_right = np.stack([[np.asarray(curves[s][n]) == labels for n in counts] for s in seeds]).astype(float)
+    right = np.stack([np.asarray(runs[s]) == labels for s in seeds]).astype(float)  # (seeds, images)
+    estimate = equivalent_labels(counts, curve_right.mean((0, 2)), right.mean())
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(resamples):
+        picked, images = rng.integers(0, len(seeds), len(seeds)), rng.integers(0, len(labels), len(labels))
+        draws.append(equivalent_labels(counts, curve_right[picked][:, :, images].mean((0, 2)),
+                                       right[picked][:, images].mean()))
+    tail = (1 - level) / 2
+    low, high = np.quantile(draws, [tail, 1 - tail], method="inverted_cdf")
+    return estimate, float(low), float(high)
+
+
 def labels_to_match(labels: np.ndarray, curve_preds: dict[int, np.ndarray], preds: np.ndarray, level: float = 0.95,
                     resamples: int = 2000, seed: int = 0) -> tuple[float, float, float]:
     """Labels per class a curve's runs (e.g. scratch) need to equal one run, with a paired bootstrap interval.

@@ -45,6 +45,31 @@ def scratch_recipe(profile: str, labels_per_class: int | None) -> dict[str, Any]
     return {**SCRATCH_RECIPES[nearest], **({"min_steps": 3} if profile == "smoke" else {})}
 
 
+FINE_TUNING_RECIPE = {"augment": "standard", "weight_decay": 5e-4}  # every transfer strategy's own; steps: the profile
+RECIPES = ("own", "scratch")  # notebook 05's RECIPE: the strategy's own recipe, or scratch's table for k labels
+
+
+def training_recipe(strategy: str, recipe: str, profile: str, labels_per_class: int | None) -> dict[str, Any]:
+    """Return what notebook 05 trains with: augmentation, weight decay and its floor on steps.
+
+    Scratch, and any strategy run with RECIPE='scratch', takes scratch's recipe for k labels; the transfer
+    strategies otherwise share the fine-tuning recipe, with the profile's floor on steps.
+    """
+    if strategy == "scratch" or recipe == "scratch":
+        return scratch_recipe(profile, labels_per_class)
+    return {**FINE_TUNING_RECIPE, "min_steps": PROFILES["05_pytorch_finetuning"][profile]["min_steps"]}
+
+
+def resolved_settings(notebook: str, profile: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Every setting a run's profile resolves to (its profile row, and 05's training recipe), for its reuse check."""
+    settings = dict(PROFILES.get(notebook, {}).get(profile, {}))
+    if notebook == "05_pytorch_finetuning":
+        labels = params.get("LABELS_PER_CLASS") or settings["labels_per_class"]
+        settings["recipe"] = training_recipe(str(params.get("STRATEGY", "lp_ft")), str(params.get("RECIPE", "own")),
+                                             profile, labels or None)
+    return settings
+
+
 # One table per notebook: the value of each knob in each concrete profile.
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "00_setup_and_data": {

@@ -8,6 +8,7 @@ through `run_one`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .data import data_source, sha256_of
-from .profiles import choose_profile
+from .profiles import choose_profile, resolved_settings
 from .reporting import read_record, save_json
 from .runner import execute
 
@@ -47,8 +48,19 @@ def started_from(record: dict[str, Any]) -> str | None:
     return (weights.get("torch_sha256") or weights.get("sha256")) if weights.get("weights") == "course" else None
 
 
+def code_hash(notebook: Path) -> str | None:
+    """Hash a notebook's code cells (not its prose), so that a run made by other code is made again."""
+    try:
+        cells = json.loads(notebook.read_text()).get("cells", [])
+    except (OSError, ValueError, AttributeError):
+        return None  # the runner names a missing or damaged notebook
+    code = ["".join(cell.get("source", "")) for cell in cells
+            if isinstance(cell, dict) and cell.get("cell_type") == "code"]
+    return hashlib.sha256("\n\0".join(code).encode()).hexdigest()[:16]
+
+
 def run_request(notebook: Path, params: dict[str, Any]) -> dict[str, Any]:
-    """Say what a run depends on besides its code: parameters, concrete profile, data source, any teacher by hash.
+    """Say what a run depends on: parameters, what the profile resolves them to, code, data source, any teacher.
 
     The source model it starts from is checked against its metrics.json instead (`finished`), since a first run may
     train that model itself.
@@ -57,7 +69,9 @@ def run_request(notebook: Path, params: dict[str, Any]) -> dict[str, Any]:
         profile = choose_profile(str(params.get("PROFILE", "auto")))
     except ValueError:  # the notebook itself refuses it, with the valid profiles
         profile = None
-    request = {"notebook": notebook.stem, "params": params, "profile": profile, "data_source": data_source()}
+    request = {"notebook": notebook.stem, "params": params, "profile": profile, "data_source": data_source(),
+               "code": code_hash(notebook),
+               "resolved": resolved_settings(notebook.stem, profile, params) if profile else None}
     if params.get("TEACHER"):
         request["teacher"] = file_hash(Path(str(params["TEACHER"])).expanduser())
     return json.loads(json.dumps(request, default=str))  # as it reads back from request.json
@@ -85,7 +99,8 @@ def finished(folder: Path, request: dict[str, Any]) -> bool:
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")  # a kernel's CPU threads
 REQUEST_WORDS = {"notebook": "notebook", "params": "parameters", "profile": "profile", "data_source": "data",
-                 "teacher": "teacher checkpoint"}
+                 "teacher": "teacher checkpoint", "code": "notebook code",
+                 "resolved": "resolved setting (a profile value or a training recipe)"}
 
 
 def run_one(notebook: Path, params: dict[str, Any], folder: Path, rerun: bool = False) -> dict[str, Any]:
@@ -120,3 +135,72 @@ def run_one(notebook: Path, params: dict[str, Any], folder: Path, rerun: bool = 
             "seconds": round(time.perf_counter() - start, 1)}
 
 
+
+
+PLAN_FILE = "plan.json"  # beside a comparison's runs: the folders its current plan holds
+
+
+def write_plan(root: Path, folders: list[Path]) -> Path:
+    """Record which run folders under `root` the current plan holds, so that older ones are not evaluated with it."""
+    return save_json(root / PLAN_FILE, {"runs": sorted(str(folder.relative_to(root)) for folder in folders)})
+
+
+def run_key(record: dict[str, Any]) -> tuple:
+    """Return what makes two runs one setting for the evaluation: framework, strategy, recipe, labels, seed and more."""
+    config = record.get("config", {})
+    return (record.get("framework"), config.get("notebook"), config.get("strategy"), config.get("recipe_name", "own"),
+            config.get("weights"), config.get("model"), config.get("task"), config.get("labels_per_class"),
+            config.get("validation", "oracle"), config.get("seed"))
+
+
+def _left_out_because(run: dict[str, Any], checkpoint: str | None, profile: str) -> str | None:
+    """Say why a run does not belong with the course's current runs (other profile, model or recipe), or None."""
+    from .profiles import training_recipe
+
+    config = run.get("config", {})
+    if config.get("profile", profile) != profile:
+        return f"profile {config.get('profile')!r}, not {profile!r}"
+    if config.get("weights") not in ("course", "none"):
+        return f"weights {config.get('weights')!r}, not the course's source model"
+    used = started_from(run)
+    if config.get("weights") == "course" and used != checkpoint:
+        return (f"source model {str(used)[:12]}, not the course's current one ({str(checkpoint)[:12]})"
+                if checkpoint else "no course source model is saved for this profile to compare it with")
+    if config.get("notebook") == "05_pytorch_finetuning":
+        labels = config.get("labels_per_class")
+        current = training_recipe(config.get("strategy", ""), config.get("recipe_name", "own"), profile, labels or None)
+        if config.get("recipe") != current:
+            return (f"trained with recipe {config.get('recipe')}, not the current table's {current}"
+                    if config.get("recipe") else "made before runs recorded their training recipe")
+    return None
+
+
+def evaluation_runs(runs: list[dict[str, Any]], checkpoint: str | None, profile: str
+                    ) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
+    """Keep the runs of one source checkpoint, profile and recipe table; name each other run and why it was left out.
+
+    A run in a folder that holds a comparison plan (`write_plan`) but is not in it was superseded by a newer plan.
+    Two kept runs of one setting (`run_key`) are refused: which one the evaluation read would be an accident.
+    """
+    kept, left_out = [], []
+    for run in runs:
+        folder = Path(run["folder"])
+        plan = read_record(folder.parent.parent / PLAN_FILE) if (folder.parent.parent / PLAN_FILE).exists() else None
+        planned = plan.get("runs") if isinstance(plan, dict) and isinstance(plan.get("runs"), list) else None
+        reason = _left_out_because(run, checkpoint, profile)
+        if reason is None and planned is not None and str(folder.relative_to(folder.parent.parent)) not in planned:
+            reason = "not in the course comparison's current plan (made by an earlier plan)"
+        if reason:
+            left_out.append((folder, reason))
+        else:
+            kept.append(run)
+    by_key: dict[tuple, list[Path]] = {}
+    for run in kept:
+        by_key.setdefault(run_key(run), []).append(Path(run["folder"]))
+    twins = [folders for folders in by_key.values() if len(folders) > 1]
+    if twins:
+        raise ValueError("Two runs for one setting, so which one the evaluation reads would be an accident: "
+                         + "; ".join(" and ".join(map(str, folders)) for folders in twins)
+                         + ". Delete all but one of each, or point RUNS_DIR at one set of runs (for example "
+                           "outputs/runs/comparison).")
+    return kept, left_out

@@ -42,7 +42,7 @@ import numpy as np
 
 from helpers import data, exercises, metrics, parameters, paths, plots, profiles, reporting, runner, runtime, splits
 from helpers.reporting import markdown_table
-from helpers.runs import run_one
+from helpers.runs import evaluation_runs, run_one, source_model_hash
 
 parameters.check_parameters(globals())  # unknown names, wrong types, out-of-range values: refused here
 
@@ -60,6 +60,11 @@ config.update(seed=SEED, runs_dir=RUNS_DIR)
 # (a 2,500-image validation split). Records written before the protocol existed used the big split: they count
 # as `oracle`. Each run is checked once, here, for what the cells below read: a damaged one (a cut-off
 # `predictions.npz`, a missing field, probabilities that do not fit its labels) is named and skipped.
+#
+# Results of different source models or recipes must not be averaged or paired as if they were one experiment, so
+# the evaluation keeps the runs of **one source checkpoint** (the course model on disk now), one profile and the
+# current recipe table, and says what it leaves out and why: a benchmark's runs of an older checkpoint, a scratch
+# run of an earlier recipe, a comparison run an earlier plan made. Two runs left for one setting are refused.
 
 # %%
 search_root = Path(RUNS_DIR) if RUNS_DIR else paths.outputs_root()
@@ -82,7 +87,14 @@ def find_runs(root: Path) -> list[dict]:
     return runs
 
 
-runs = find_runs(search_root)
+checkpoint = source_model_hash(config["profile"])
+runs, left_out = evaluation_runs(find_runs(search_root), checkpoint, config["profile"])
+reasons: dict[str, list[Path]] = {}
+for folder, reason in left_out:
+    reasons.setdefault(reason, []).append(folder)
+for reason, folders in reasons.items():
+    examples = ", ".join(paths.shown(folder) for folder in folders[:2]) + (", ..." if len(folders) > 2 else "")
+    print(f"left out {len(folders)} run{'s' * (len(folders) > 1)} ({reason}): {examples}")
 if not runs:
     print("No fine-tuning runs found: running a quick smoke-sized linear probe (notebook 05) so this notebook has "
           "something to evaluate. Run notebooks 04 and 05, or a sweep, for real results.")
@@ -90,7 +102,11 @@ if not runs:
                       {"PROFILE": "smoke", "STRATEGY": "linear_probe"}, run_folder / "fallback_run")
     print(outcome["status"])
     runs = find_runs(run_folder / "fallback_run")
-print(f"{len(runs)} runs found under {search_root}")
+for run in runs:  # a strategy trained with scratch's recipe (RECIPE='scratch') is an arm of its own in every table
+    if run["config"].get("recipe_name") == "scratch" and run["config"]["strategy"] != "scratch":
+        run["config"]["strategy"] += "_scratch_recipe"
+print(f"{len(runs)} runs evaluated from {paths.shown(search_root)}, source model "
+      f"{checkpoint[:12] if checkpoint else 'none saved'}")
 
 # %% [markdown]
 # ## One table: every strategy and framework, with confidence intervals
@@ -308,6 +324,36 @@ if paired is not None:  # the reading, worded by the numbers above
               f"LP-FT ahead on {sum(gap > 0 for gap in seed_gaps)} of {len(seed_gaps)}.")
 
 # %% [markdown]
+# ### Does scratch's recipe help transfer too?
+# Scratch chose its recipe (augmentation, weight decay, steps) among 8 candidates on a proxy task; LP-FT keeps one
+# recipe fixed in advance. So the gap between them mixes what the source model knows with what the better recipe
+# buys. The arm *LP-FT with scratch's recipe* (notebook 05 with `RECIPE = "scratch"`) separates the two: the same
+# labelled images, seed and test images as LP-FT, only the recipe changed. Per seed it is a paired difference; across
+# seeds the interval is a t-interval over the seeds' differences, which covers the seed noise (labelled images drawn,
+# initialisation, batch order) on this test set.
+
+# %%
+run_accuracy = lambda run: float((run["predictions"]["probs"].argmax(1) == run["predictions"]["y_true"]).mean())  # noqa: E731
+recipe_arm = honest_pytorch("lp_ft_scratch_recipe")
+recipe_gaps: dict[int, list[float]] = {}
+for (labels, seed), arm_run in sorted(recipe_arm.items(), key=str):
+    if (labels, seed) in lp_ft_runs and np.array_equal(arm_run["predictions"]["y_true"],
+                                                        lp_ft_runs[(labels, seed)]["predictions"]["y_true"]):
+        recipe_gaps.setdefault(labels, []).append(run_accuracy(arm_run) - run_accuracy(lp_ft_runs[(labels, seed)]))
+for labels, gaps in sorted(recipe_gaps.items(), key=str):
+    line = (f"{labels} labels per class: LP-FT with scratch's recipe minus LP-FT, per seed "
+            f"{', '.join(f'{gap * 100:+.1f}' for gap in gaps)} points")
+    if len(gaps) >= 2:
+        mean, low, high = metrics.seed_interval(gaps)
+        line += (f"; mean {mean * 100:+.1f}, 95% interval across seeds {low * 100:+.1f} to {high * 100:+.1f}: "
+                 + ("scratch's recipe helped LP-FT beyond the seed noise." if low > 0 else
+                    "scratch's recipe hurt LP-FT beyond the seed noise." if high < 0 else
+                    "no difference beyond the seed noise."))
+    print(line)
+if not recipe_gaps:
+    print("No LP-FT run with scratch's recipe beside an LP-FT run of the same labels and seed: `make course` runs it.")
+
+# %% [markdown]
 # The misclassified test images with the highest loss, −log of the probability given to the true class, across
 # all classes: the confident mistakes. Errors often make sense once seen.
 
@@ -378,6 +424,13 @@ else:
           f"{cal['probs'].max(1).mean():.3f} before, {scaled.max(1).mean():.3f} after, against test accuracy "
           f"{(cal['probs'].argmax(1) == cal['y_true']).mean():.3f}; predictions unchanged: "
           f"{(scaled.argmax(1) == cal['probs'].argmax(1)).all()}")
+    if calibrated["config"].get("cross_fit"):
+        folds = calibrated["config"]["cross_fit"]
+        print(f"T comes from {folds} fold models, each trained on {folds - 1}/{folds} of the labelled images, and is "
+              f"applied to the final model, trained on all of them: the folds' held-out accuracy "
+              f"{(cal['val_probs'].argmax(1) == cal['val_y_true']).mean():.3f} against the final model's test "
+              f"accuracy {(cal['probs'].argmax(1) == cal['y_true']).mean():.3f}. A final model that is more accurate "
+              "is usually also more confident, so T fitted on weaker folds is an approximation for it.")
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.8), sharey=True)
     for ax, probs, title in ((axes[0], cal["probs"], f"before (ECE {ece_before:.3f})"),
                              (axes[1], scaled, f"after T={temperature:.2f} (ECE {ece_after:.3f})")):
@@ -413,8 +466,9 @@ if probe is not None:
 # %% [markdown]
 # ## The data-efficiency curve
 # Test accuracy against the number of labels per class, one line per framework and strategy, honest runs only
-# (`labelled`), averaged over seeds (bars: one standard deviation when there are several seeds). It comes from
-# the comparison `make course` runs, and from any sweep (`make bench-torch`, `python -m helpers.sweep`).
+# (`labelled`), averaged over seeds (bars: one standard deviation across seeds, ddof = 1 as in the seed table; a
+# hollow marker is a point from a single seed, with no bar). It comes from the comparison `make course` runs, and
+# from any sweep (`make bench-torch`, `python -m helpers.sweep`).
 
 # %%
 curves: dict[tuple[str, str], dict[int, list[float]]] = {}
@@ -426,8 +480,12 @@ if plotted:
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for (framework, strategy), points in sorted(plotted.items()):
         counts = sorted(points)
-        ax.errorbar(counts, [np.mean(points[n]) for n in counts], yerr=[np.std(points[n]) for n in counts],
-                    marker="o", capsize=3, label=f"{framework} {strategy}")
+        line = ax.errorbar(counts, [np.mean(points[n]) for n in counts], capsize=3, label=f"{framework} {strategy}",
+                           yerr=[np.std(points[n], ddof=1) if len(points[n]) > 1 else 0 for n in counts])
+        single = [n for n in counts if len(points[n]) == 1]
+        ax.plot(single, [points[n][0] for n in single], "o", mfc="white", color=line[0].get_color())
+        ax.plot([n for n in counts if n not in single], [np.mean(points[n]) for n in counts if n not in single], "o",
+                color=line[0].get_color())
     ax.set(xscale="log", xlabel="labels per class", ylabel="test accuracy", title="Data efficiency")
     ax.legend(fontsize=8)
     plt.show()
@@ -439,11 +497,13 @@ else:
 # The curve answers the practical question: how many labelled images per class would training from scratch need to
 # do as well as transfer does with few? Scratch's measured points are joined linearly in log(labels), the scale of
 # the plot, after taking their running maximum (more labels are never allowed to hurt), and the transfer run's
-# accuracy is read off that line. The interval comes from the same paired bootstrap as above: each resample draws
-# test images once and recomputes every run's accuracy on them, so it carries the noise of both the scratch curve
-# and the transfer run. Only scratch runs with the transfer run's seed and test images take part, a transfer run is
-# read only where scratch tried more labels than it had, and a label count beyond the largest one scratch tried is
-# reported as "more than" it, never extrapolated.
+# accuracy is read off that line. Per seed (the table), the interval comes from the same paired bootstrap as above:
+# each resample draws test images once and recomputes every run's accuracy on them, so it carries the test-set noise
+# of both the scratch curve and the transfer run, but not the seed's. The headline reading, for the strategy this
+# notebook features (LP-FT, fixed before any run), averages the seeds and resamples at two levels, seeds and then test
+# images, so its interval covers both. Only scratch runs with the transfer run's seed and test images take part, a
+# transfer run is read only where scratch tried more labels than it had, and a label count beyond the largest one
+# scratch tried is reported as "more than" it, never extrapolated.
 
 # %%
 def reached(count: float) -> float | None:
@@ -484,16 +544,27 @@ if savings:
                                                             else "") + f"{row['saving']:.1f}x"} for row in savings]
     print(markdown_table(shown, ["strategy", "labels", "seed", "test_acc", "scratch_labels", "ci_low", "ci_high",
                                  "saving"]))
-    below = [row for row in savings if row["labels"] < row["scratch_tried"]] or savings  # where scratch got more
-    best = max((row for row in below if row["labels"] == max(r["labels"] for r in below)),
-               key=lambda row: row["test_acc"])
-    reading = f"{best['strategy']} with {best['labels']} labels per class (test accuracy {best['test_acc']:.3f})"
-    if best["scratch_labels"] is None:
-        print(f"{reading} beats scratch with the most labels it was given ({best['scratch_tried']} per class).")
-    else:
-        print(f"{reading} equals scratch with {labels_beyond(best['scratch_labels'], best)} labels per class, 95% "
-              f"interval {labels_beyond(best['ci_low'], best)} to {labels_beyond(best['ci_high'], best)}: transfer "
-              f"saves about {best['saving']:.1f}x the labels.")
+    headline = [row for row in savings if row["strategy"] == "lp_ft" and row["labels"] < row["scratch_tried"]]
+    if headline:  # the featured strategy at its largest label count below scratch's, never the best-scoring one
+        featured_labels = max(row["labels"] for row in headline)
+        seed_rows_read = [row for row in headline if row["labels"] == featured_labels]
+        lp_ft_by_seed = honest_pytorch("lp_ft")
+        truth = lp_ft_by_seed[(featured_labels, seed_rows_read[0]["seed"])]["predictions"]["y_true"]
+        scratch_by_seed = {row["seed"]: {n: r["predictions"]["probs"].argmax(1) for (n, s), r in scratch_runs.items()
+                                         if s == row["seed"] and n} for row in seed_rows_read}
+        needed, low, high = metrics.labels_to_match_over_seeds(
+            truth, scratch_by_seed, {row["seed"]: lp_ft_by_seed[(featured_labels, row["seed"])]["predictions"][
+                "probs"].argmax(1) for row in seed_rows_read}, resamples=config["bootstrap_resamples"], seed=SEED)
+        tried = sorted(set.intersection(*(set(curve) for curve in scratch_by_seed.values())))
+        bounds = {"scratch_fewest": tried[0], "scratch_tried": tried[-1]}
+        each = ", ".join(f"seed {row['seed']}: {labels_beyond(row['scratch_labels'], row)}" for row in seed_rows_read)
+        print(f"LP-FT with {featured_labels} labels per class (the featured strategy, fixed before the runs) equals "
+              f"scratch with {labels_beyond(reached(needed), bounds)} labels per class, averaged over "
+              f"{len(seed_rows_read)} seed(s) ({each}); 95% interval over seeds and test images "
+              f"{labels_beyond(reached(low), bounds)} to {labels_beyond(reached(high), bounds)}"
+              + (f": transfer saves about {needed / featured_labels:.1f}x the labels." if np.isfinite(needed) else
+                 ".") + (" With one seed the interval covers the test images only." if len(seed_rows_read) < 2
+                         else ""))
 else:
     print("No honest scratch runs at two or more label counts beside a transfer run: `make course` runs them.")
 

@@ -65,3 +65,12 @@ def test_only_the_featured_run_cross_fits():
         crossed = [params for _, params in course.comparison_runs(profile) if "CROSS_FIT" in params]
         assert crossed == [{"STRATEGY": "lp_ft", "LABELS_PER_CLASS": max(plan["labels"]), "VALIDATION": "labelled",
                             "SEED": plan["seeds"][0], "CROSS_FIT": plan["cross_fit"]}]
+
+
+def test_cpu_comparison_runs_lp_ft_with_scratchs_recipe_and_scratch_beyond_on_every_seed():
+    planned = [params for notebook, params in course.comparison_runs("cpu") if notebook == "05_pytorch_finetuning"]
+    arm = {(p["LABELS_PER_CLASS"], p["SEED"]) for p in planned if p.get("RECIPE") == "scratch"}
+    assert arm == {(n, seed) for n in (10, 50) for seed in (0, 1, 2)}
+    assert all(p["STRATEGY"] == "lp_ft" for p in planned if p.get("RECIPE") == "scratch")
+    scratch = {(p["LABELS_PER_CLASS"], p["SEED"]) for p in planned if p["STRATEGY"] == "scratch"}
+    assert {(n, seed) for n in (10, 50, 150, 500) for seed in (0, 1, 2)} <= scratch

@@ -169,3 +169,33 @@ def test_labels_to_match_brackets_its_estimate_and_widens_when_the_curve_is_flat
     assert np.log(flat_high / flat_low) > np.log(high / low)  # a flat curve pins the label count down less
     _, _, beyond = metrics.labels_to_match(labels, {10: noisy(0.3), 100: noisy(0.4)}, transfer, resamples=200)
     assert beyond == float("inf")
+
+
+def test_seed_interval_is_a_t_interval_across_seeds():
+    from scipy import stats
+
+    mean, low, high = metrics.seed_interval([0.01, 0.02, 0.03])
+    assert mean == pytest.approx(0.02)
+    assert high - mean == pytest.approx(stats.t.ppf(0.975, 2) * 0.01 / np.sqrt(3))
+    assert low == pytest.approx(2 * mean - high)
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        metrics.seed_interval([0.01])
+
+
+def _predictions(labels, accuracy, rng):
+    """Predictions right on about `accuracy` of the images."""
+    wrong = rng.random(len(labels)) > accuracy
+    return np.where(wrong, (labels + 1) % 5, labels)
+
+
+def test_labels_to_match_over_seeds_reads_the_seed_mean_and_widens_with_seed_noise():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 5, 4000)
+    curves = {s: {10: _predictions(labels, 0.6, rng), 100: _predictions(labels, 0.8, rng)} for s in range(3)}
+    steady = {s: _predictions(labels, 0.7, rng) for s in range(3)}
+    estimate, low, high = metrics.labels_to_match_over_seeds(labels, curves, steady, resamples=400)
+    assert 25 < estimate < 40 and low < estimate < high  # 0.7 sits halfway in log labels: about 31.6
+    noisy = {0: _predictions(labels, 0.62, rng), 1: _predictions(labels, 0.7, rng), 2: _predictions(labels, 0.78, rng)}
+    _, noisy_low, noisy_high = metrics.labels_to_match_over_seeds(labels, curves, noisy, resamples=400)
+    assert noisy_high - noisy_low > 2 * (high - low)  # the seed level is resampled, not only the test images
+    assert metrics.labels_to_match_over_seeds(labels, curves, {s: labels for s in range(3)}, resamples=50)[0] == np.inf
