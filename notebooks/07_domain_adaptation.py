@@ -242,7 +242,7 @@ print(inspect.getsource(ad.adabn))
 # **TENT** (Wang et al., 2021) goes one step further at test time: normalise each target batch with its own
 # statistics, and train only the BatchNorm scale and shift (γ, β) to make the predictions confident, by
 # minimising their entropy $H(p) = -\sum_k p_k \log p_k$. Predictions are made online, batch by batch, before
-# each update. Only about 0.2% of the network's parameters move.
+# each update. Only the BatchNorm scales and shifts move: the cell below prints what share of the parameters that is.
 #
 # The function follows the authors' reference code (`tent.py`, `configure_model`): only the `BatchNorm2d`
 # layers are switched to batch statistics and trained; the course model's last BatchNorm (a `BatchNorm1d` on
@@ -255,6 +255,10 @@ print(inspect.getsource(ad.adabn))
 
 # %%
 print(inspect.getsource(ad.tent).split('"""')[-1])
+trained = sum(p.numel() for m in model.modules() if isinstance(m, nn.BatchNorm2d) for p in (m.weight, m.bias))
+total = sum(p.numel() for p in model.parameters())
+print(f"TENT trains the BatchNorm2d scales and shifts: {trained:,} of the network's {total:,} parameters "
+      f"({trained / total:.2%}).")
 
 # %% [markdown]
 # ## 4 · DANN: features that cannot tell the domains apart
@@ -318,9 +322,9 @@ def train_dann(net: nn.Module, steps: int, adversarial: bool = True, lr: float =
 # same two pieces: a gradient-reversal layer and a domain loss (binary cross-entropy on the source and target
 # halves). `tests/test_adaptation.py` runs this cell's domain loss and skada's `GradientReversalLayer` and
 # `DANNLoss` on the same features and discriminator: the gradients that reach the features agree (skada adds
-# the two halves' mean losses, twice the mean used here, so its gradient is exactly twice ours). One trap
-# found on the way: skada 0.6.0's default domain classifier ends in a softmax over a single output, which is 1
-# for every input and sends no gradient back; pass your own `domain_classifier` if you use its `DANN`.
+# the two halves' mean losses, twice the mean used here, so its gradient is exactly twice ours). If you use
+# skada's `DANN` itself, pass your own `domain_classifier`: skada 0.6.0's default ends in a softmax over a single
+# output, which is 1 for every input and sends no gradient back.
 
 # %% [markdown]
 # ## 5 · Self-training with confident pseudo-labels (a baseline)
@@ -518,7 +522,7 @@ print(f"mean over the {len(ad.CORRUPTIONS)} corruptions at severity {SEVERITY}, 
 # corruptions' images pooled.
 #
 # Why TENT adds little on this model, or even takes accuracy away from norm, is a question for an experiment, not
-# a guess. One candidate was notebook 03's label smoothing, which teaches the source model never to be fully sure
+# a guess. One candidate is notebook 03's label smoothing, which teaches the source model never to be fully sure
 # while entropy minimisation pushes the other way (the paper does not discuss smoothing). The README's record of
 # `python -m benchmarks.adaptation --source-smoothing 0` tests it: a source model trained without smoothing, none,
 # norm, AdaBN and TENT over 3 seeds. There TENT still ends below norm on every seed, by 0.5 to 1.3 points on the
@@ -705,8 +709,10 @@ metrics_path = reporting.save_run(run_folder, config, source.identity, metrics, 
 #    specific, the opposite of what adaptation needs, and target accuracy does not improve (it can drop).
 # 3. `from sklearn.linear_model import LogisticRegression; from sklearn.model_selection import cross_val_score`;
 #    stack the two feature sets with domain labels 0 and 1, `acc = cross_val_score(LogisticRegression(C=0.1,
-#    max_iter=2000), x, d, cv=2).mean()`, then `2 * (1 - 2 * (1 - acc))`. Differences from the helper come
-#    from the folds and the standardisation it applies first.
+#    max_iter=2000), x, d, cv=2).mean()`, then `2 * (1 - 2 * min(1 - acc, 0.5))`: an error above 0.5 (a classifier
+#    worse than chance on held-out folds) says no more than chance does, so it is clipped at 0.5 and PAD stays
+#    >= 0, as in the helper. Other differences from the helper come from the folds and the standardisation it
+#    applies first.
 #
 # </details>
 

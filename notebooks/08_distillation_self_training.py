@@ -452,8 +452,8 @@ if METHOD in ("all", "distillation"):
 
 # %% [markdown]
 # ## 6 · Self-training: the pseudo-labelling step
-# Self-training turns the teacher's predictions on the pool into **hard** labels and keeps only those it is
-# confident about. Two knobs decide what the student learns from:
+# Self-training turns the teacher's predictions on the pool into **hard** labels (pseudo-labels, Lee, 2013) and keeps
+# only those it is confident about. Two knobs decide what the student learns from:
 # - `THRESHOLD`: the teacher's top probability must reach it. Too low, and wrong labels get in; too high, and
 #   only the easy images remain (the student learns nothing new from them);
 # - `BALANCE`: keep as many pseudo-labels of each predicted class as the rarest one has (the most confident of
@@ -534,8 +534,10 @@ print(f"The teacher was right on {all_right:.1%} of the {len(x_pool):,} pool ima
 # harder versions of them, so it learns more than a copy of the teacher.
 # Noisy Student also noises the *model*, with dropout and stochastic depth in the student; this notebook's student
 # has neither, so only its input is noised, and its result is a partial reproduction of the recipe. Each round's
-# student becomes the next round's teacher. RandAugment works image by image, so a noisy round costs more time per
-# step than a clean one: the table's seconds show how much.
+# student becomes the next round's teacher. RandAugment works image by image, which adds work to every step; the
+# line under section 8's grid says whether that showed in this run's seconds. FixMatch (Sohn et al., 2020) folds the
+# same two ideas into one loss and one network: the pseudo-label of a weakly augmented view, kept above a confidence
+# threshold, is the target for a strongly augmented view of the same image, at every step rather than once a round.
 
 # %%
 def self_training_round(labeller: nn.Module, threshold: float, balance: bool, strong: bool,
@@ -621,6 +623,11 @@ if METHOD in ("all", "self_training"):
         ["noise", "filter", "kept", "pseudo_right", "test_acc", "seconds"]))
     print(f"{config['self_training_steps']} steps per cell; filtered: threshold {THRESHOLD}, balance {BALANCE}; "
           f"keep everything: threshold 1/{num_classes}, no balance")
+    noisy_s, clean_s = (np.mean([row["seconds"] for row in grid if row["noise"] == noise])
+                        for noise in ("strong", "none"))
+    print(f"Seconds per cell, mean of two: {noisy_s:.0f} with strong noise, {clean_s:.0f} without: RandAugment's cost "
+          + ("showed" if noisy_s > 1.1 * clean_s else "did not show beyond the other costs") + " in this run (a cell's "
+          "seconds also count pseudo-labelling the pool and the test pass, and other work sharing the machine).")
 
 # %% [markdown]
 # A **main effect** averages over the other factor: the effect of noise is the mean of its two rows (filtered

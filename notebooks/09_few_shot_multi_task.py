@@ -191,7 +191,9 @@ if PART in ("all", "few_shot"):
 # What the papers report: Chen et al. (2019) find that a baseline training a linear classifier on frozen
 # features is competitive with meta-learning methods on larger benchmarks; Snell et al. (2017) found squared
 # Euclidean distance better than cosine for their *meta-trained* embeddings, which were trained for that
-# distance, so on frozen features trained for classification the ranking of the two centroid rules may differ.
+# distance, so on frozen features trained for classification the ranking of the two centroid rules may differ;
+# SimpleShot (Wang et al., 2019) found exactly that on such features: centring and L2-normalising them (a cosine
+# rule) beats the plain Euclidean nearest centroid.
 
 # %%
 if PART in ("all", "few_shot"):
@@ -232,8 +234,9 @@ if PART in ("all", "few_shot"):
 #
 # $$L = (1 - w)\, \mathrm{CE}_{\text{source}} + w\, \mathrm{CE}_{\text{target}}, \qquad w = \texttt{TASK\_WEIGHT}.$$
 #
-# **Sequential transfer** is notebook 05's recipe: the same start, the target head and the trunk fine-tuned on
-# the target images alone, for the same number of steps of the same batch size (the same compute). Both are
+# **Sequential transfer** is plain full fine-tuning, simpler than notebook 05's recipes (a new random head, no label
+# smoothing, the steps below): the same start, the target head and the trunk fine-tuned on the target images alone,
+# for the same number of steps of the same batch size as the multi-task run (the same compute). Both are
 # scored on both tasks: multi-task learning is also how to keep the source task while learning the new one.
 
 # %%

@@ -19,8 +19,9 @@
 # labelled images only, the test set touched once.
 #
 # **Learning objectives**
-# - Write the NT-Xent loss and SimCLR's training step, and the rotation pretext batch; say what each asks of the
-#   network and why that yields features.
+# - Read the NT-Xent loss, SimCLR's training step and the rotation batch as the notebook writes them; say what each
+#   asks of the network and why that yields features. Write the kNN classifier the monitor uses and the supervised
+#   contrastive loss yourself (the coding exercises at the end).
 # - Monitor a self-supervised run without training a head (kNN accuracy on the target task), and read its loss.
 # - Measure self-supervised transfer fairly: linear probe and LP-FT at 10, 50 and 500 labels per class, from
 #   random, self-supervised and supervised weights, with intervals; measure which augmentation SimCLR needs.
@@ -288,13 +289,13 @@ for method in methods:
 part_seconds["pretraining"] = time.perf_counter() - part_start
 
 # %% [markdown]
-# Read the two panels differently. The loss says whether the network is solving its pretext task. The kNN monitor is
-# a cheap and strict test of the features: are images of the same class already each other's nearest neighbours?
-# When it climbs above its value at step 0 (random weights), a network that never saw a label sorts target images by
-# class. When it stays flat or falls, as it can in a short run or for rotation prediction, whose features are
-# organised by orientation before class, the features are not thereby useless: a linear probe can still find class
-# directions that nearest neighbours miss. Section 5's probes decide; the monitor costs a few forward passes, so a
-# long run can be watched without training one. The lines under the plot say what happened in this run.
+# Read the two panels differently. The loss says whether the network is solving its pretext task. The kNN monitor is a
+# cheap and strict test of the features: are images of the same class already each other's nearest neighbours? When it
+# climbs above its value at step 0 (the random initialisation, before any AdaBN), a network that never saw a label sorts
+# target images by class. When it stays flat or falls, as it can in a short run or for rotation prediction, whose
+# features are organised by orientation before class, the features are not thereby useless: a linear probe can still
+# find class directions that nearest neighbours miss. Section 5's probes decide; the monitor costs a few forward passes,
+# so a long run can be watched without training one. The lines under the plot say what happened in this run.
 
 # %%
 fig, (ax_loss, ax_knn) = plt.subplots(1, 2, figsize=(11, 3.8))
@@ -320,8 +321,9 @@ for method, history in histories.items():
 # ## 5 · Transfer to the target task: probe and LP-FT at 10, 50 and 500 labels per class
 # Four starting points, one network: **random** weights, the **rotation** model, the **SimCLR** model, and 03's
 # **supervised** model (the same 25,000 images, with labels). The random network's BatchNorm statistics are measured
-# on the unlabelled images (`adaptation.adabn`), as every pretrained model's were during its training, so its
-# features are on a sensible scale; without that, random features are a strawman. From each:
+# on the unlabelled images (`adaptation.adabn`), so its features are on a sensible scale; without that, random
+# features are a strawman. (The pretrained models' statistics were accumulated during training, on augmented views:
+# crops and flips, and SimCLR's colour distortion too; the random start's come from the plain images.) From each:
 # - a **linear probe** on frozen features: logistic regression whose L2 strength C is chosen by cross-validation on
 #   the k labelled images per class alone (notebook 05's honest protocol);
 # - **LP-FT** (Kumar et al., 2022): that probe as the head, then every layer fine-tuned for a fixed recipe decided in
@@ -492,8 +494,11 @@ else:
 # `GradientTape`, the NT-Xent loss in `keras.ops`, and applies the gradients (the pattern of the keras-io SimCLR
 # example). It trains the Keras twin of the course network on **the same views** (`selfsup.augment_view`, handed
 # over as arrays), batch, τ, steps (`short_steps`) and peak rate as the short PyTorch run with full views above,
-# so the two frameworks can be compared at equal steps; the Keras schedule is warm-up plus cosine decay where
-# PyTorch's one-cycle also starts low, and the initialisations differ.
+# so the two frameworks can be compared at equal steps. What still differs: the Keras schedule is warm-up plus cosine
+# decay where PyTorch's one-cycle also starts low and cycles the momentum (0.85 to 0.95; Keras keeps 0.9), and the
+# initialisations. Weight decay is matched: PyTorch's SGD adds 5e-4·w to the gradient, which Nesterov momentum then
+# carries (about 10x in steady state), while Keras 3 decays decoupled from the gradient, so Keras gets
+# 5e-4 / (1 − 0.9) = 5e-3, as notebook 04 explains.
 
 # %%
 if KERAS and "simclr" in encoders:
@@ -545,7 +550,8 @@ if KERAS and "simclr" in encoders:
     schedule = keras.optimizers.schedules.CosineDecay(LR / 25, keras_steps - warmup, warmup_target=LR,
                                                       warmup_steps=warmup)
     simclr_keras = SimCLR(keras_encoder, projector, TEMPERATURE)
-    simclr_keras.compile(optimizer=keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, weight_decay=5e-4))
+    simclr_keras.compile(optimizer=keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True,
+                                                        weight_decay=5e-4 / (1 - 0.9)))  # decoupled: matches PyTorch
     keras_views = torch.Generator().manual_seed(SEED)
     keras_batches = selfsup.unlabelled_batches(unlabelled, config["batch_size"], SEED)
     nhwc = lambda views: views.permute(0, 2, 3, 1).numpy()  # noqa: E731 - Keras takes channels last
@@ -554,6 +560,7 @@ if KERAS and "simclr" in encoders:
         images = next(keras_batches)
         logs = simclr_keras.train_on_batch(nhwc(selfsup.augment_view(images, AUGMENT, keras_views)),
                                            nhwc(selfsup.augment_view(images, AUGMENT, keras_views)), return_dict=True)
+        runtime.check_finite_loss(logs["loss"])  # a diverged run stops here and names LR and TEMPERATURE
         keras_losses.append(float(logs["loss"]))
 
     def keras_features(images: np.ndarray) -> np.ndarray:
@@ -614,16 +621,17 @@ part_seconds["t-SNE"] = time.perf_counter() - part_start
 # %% [markdown]
 # ## 9 · At scale, on paper
 # On ImageNet, the gap this notebook measures closed within two years. A linear probe on SimCLR's ResNet-50 reached
-# 69.3% top-1 (76.5% with a 4x wider network) against 76.5% for the same architecture trained with labels (Chen et
-# al., 2020); BYOL (Grill et al., 2020) reached 74.3% without negative pairs; DINO (Caron et al., 2021) reached 80.1%
-# with a vision transformer (ViT-B/8), and a smaller one's features (ViT-S/16) give 74.5% with a plain kNN
-# classifier. Fine-tuned with 1% of ImageNet's labels (about 13 per class), SimCLR's ResNet-50 (4x) reached 85.8%
-# top-5 against 48.4% for a supervised baseline trained on those labels alone (Chen et al., 2020). Masked
-# autoencoders (He et al., 2022) pretrain by reconstructing hidden image patches and fine-tune better than supervised
-# pretraining on ImageNet-1k. CLIP (Radford et al., 2021) swaps the second view for a caption: its contrastive loss
-# is NT-Xent between images and texts, and its text encoder turns class names into a classifier with no labels at all
-# (zero-shot transfer, notebook 11). What the papers needed that this notebook lacks is scale: batches of 4,096
-# images, hundreds of epochs, many GPUs.
+# 69.3% top-1, and 76.5% with a 4x wider network: as good as a standard ResNet-50 trained with labels (76.5%), not as a
+# supervised network of its own width (Chen et al., 2020); BYOL (Grill et al., 2020) reached 74.3% without negative
+# pairs; DINO (Caron et al., 2021) reached 80.1% with a vision transformer (ViT-B/8), and a smaller one's features
+# (ViT-S/16) give 74.5% with a plain kNN classifier. Fine-tuned with 1% of ImageNet's labels (about 13 per class),
+# SimCLR's ResNet-50 (4x) reached 85.8% top-5 against 48.4% for a supervised baseline trained on those labels alone
+# (Chen et al., 2020). Masked autoencoders (He et al., 2022) pretrain by reconstructing hidden image patches and
+# fine-tune better than supervised pretraining on ImageNet-1k. CLIP (Radford et al., 2021) swaps the second view for a
+# caption: its loss is a symmetric cross-modal InfoNCE (cross-entropy from each image to the batch's texts and from each
+# text to the images) with a learned temperature, rather than NT-Xent over two views of one image, and its text encoder
+# turns class names into a classifier with no labels at all (zero-shot transfer, notebook 11). What the papers needed
+# that this notebook lacks is scale: batches of 4,096 images, hundreds of epochs, many GPUs.
 
 # %% [markdown]
 # ## Record the run

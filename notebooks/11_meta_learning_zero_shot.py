@@ -20,12 +20,14 @@
 #    the generalised setting (all ten classes) and its bias towards seen classes; ESZSL in PyTorch and Keras.
 #
 # **Learning objectives**
-# - Write MAML's inner loop with `torch.func` and its meta-gradient, second-order and first-order, and Reptile's
-#   update; say why a meta-learned start adapts where a pretrained one does not.
+# - Read MAML's inner loop with `torch.func` and its meta-gradient, second-order and first-order, and Reptile's
+#   update as the notebook writes them, and write FOMAML's meta-gradient yourself (exercise 11.1); say why a
+#   meta-learned start adapts where a pretrained one does not.
 # - Meta-train on episodes with labels shuffled per episode, test on unseen classes with paired intervals, and read
 #   Raghu et al.'s "feature reuse" finding and Tian et al.'s baseline against the run.
-# - Recognise classes never labelled from attribute classifiers (DAP's scores), measure it against chance, and
-#   name what limits it: attributes the source classes never vary, and the bias towards seen classes.
+# - Recognise classes never labelled from attribute classifiers (you write DAP's class scores, exercise 11.2),
+#   measure it against chance, and name what limits it: attributes the source classes never vary, and the bias
+#   towards seen classes.
 #
 # **Estimated time** (`cpu` profile, 2 CPU cores, CIFAR-10 JPEG copy): about 7 minutes (the README's benchmark):
 # the image episodes about 5 of them, the sinusoids under 2, the zero-shot part well under one. The run prints its
@@ -746,13 +748,14 @@ if PART in ("all", "zero_shot"):
 #
 # V = (XᵀX + γI)⁻¹ XᵀY S (SᵀS + λI)⁻¹,
 #
-# where X holds the (standardised) features of the source images, Y their one-hot classes in ±1 form, S the
-# source classes' attribute rows. A target class's score is x V sᶻ. The same two lines in both frameworks,
-# on the same features. ESZSL's own γ and λ (regularisers, unrelated to the stacking offset above) are usually tuned
-# on source classes held out as pseudo-targets; with only five source classes they are fixed in advance at 1,
-# which for 10,000 standardised images is close to no regularisation. One property to watch: the rows of V lie in
-# the span of the source classes' attribute rows, so a target class is seen only through the part of its row that
-# source rows can express.
+# where X holds the (standardised) features of the source images, Y their one-hot classes in ±1 form, S the source
+# classes' attribute rows. A target class's score is x V sᶻ. The same two lines in both frameworks, on the same
+# features. ESZSL's own γ and λ (regularisers, unrelated to the stacking offset above) are usually tuned on source
+# classes held out as pseudo-targets; with only five source classes they are fixed in advance at 1. For γ that is close
+# to no regularisation (XᵀX sums 10,000 standardised images); λ is not optional: SᵀS is 11 x 11 but has rank 5 (five
+# source rows), so without λ it has no inverse, and λ = 1 is what makes the formula defined. One property to watch: the
+# rows of V lie in the span of the source classes' attribute rows, so a target class is seen only through the part of
+# its row that source rows can express.
 
 # %%
 def eszsl_torch(features: np.ndarray, labels: np.ndarray, signatures: np.ndarray, gamma: float = 1.0,
