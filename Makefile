@@ -8,7 +8,8 @@
 # make release  the class's nbgrader assignments (instructor and student versions) in outputs/classroom/
 # make book     the notebooks `make course` executed, as a static site in outputs/book/ (nothing re-run)
 # Other targets: make lab, make test-browser, make prefetch [ITEMS=cifar100], make bench (bench-data, bench-torch, bench-keras,
-# bench-adapt, bench-distill, bench-layers, bench-ssl, bench-meta, bench-sweep, bench-scratch),
+# bench-adapt, bench-distill, bench-layers, bench-ssl, bench-meta, bench-sweep, bench-scratch,
+# bench-transfer-recipe),
 # make sweep GRID=... [WORKERS=N | SCHEDULER=tcp://host:8786], make sync.
 
 PYTHON ?= python3
@@ -26,7 +27,7 @@ STAMP := $(VENV)/.installed
 OTHER_STAMP := $(VENV)/.installed-gpu
 endif
 
-.PHONY: setup teach release book course test test-fast test-gpu test-browser lab prefetch bench bench-data bench-torch bench-keras bench-adapt bench-distill bench-layers bench-ssl bench-meta bench-sweep bench-scratch sweep sync clean-outputs
+.PHONY: setup teach release book course test test-fast test-gpu test-browser lab prefetch bench bench-data bench-torch bench-keras bench-adapt bench-distill bench-layers bench-ssl bench-meta bench-sweep bench-scratch bench-transfer-recipe sweep sync clean-outputs
 
 setup: $(STAMP)
 
@@ -77,7 +78,7 @@ lab: setup
 prefetch: setup
 	$(BIN)/python -m helpers.prefetch $(ITEMS)
 
-bench: bench-data bench-scratch bench-torch bench-keras bench-adapt bench-distill bench-layers bench-ssl bench-meta bench-sweep
+bench: bench-data bench-scratch bench-transfer-recipe bench-torch bench-keras bench-adapt bench-distill bench-layers bench-ssl bench-meta bench-sweep
 
 bench-data: setup
 	$(BIN)/python -m benchmarks.data_loading
@@ -105,6 +106,9 @@ bench-meta: setup
 
 bench-scratch: setup
 	$(BIN)/python -m benchmarks.scratch_recipe
+
+bench-transfer-recipe: setup
+	$(BIN)/python -m benchmarks.transfer_recipe
 
 bench-sweep: setup
 	$(BIN)/python -m benchmarks.sweep_dask

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from helpers.metrics import seed_interval
 from helpers.paths import CIFAR10_SOURCE_ENV, OFFLINE_ENV, PROJECT_ROOT, outputs_root
 from helpers.reporting import read_record
 
@@ -47,7 +48,7 @@ def spread(values: list[float]) -> dict[str, float]:
 class SeedTable:
     """Per-seed values of a benchmark's cells, (table, item), and each seed's own 95% half-width where it has one."""
 
-    COLUMNS = ["table", "item", "seeds", "value", "seed_std", "min", "max", "note"]
+    COLUMNS = ["table", "item", "seeds", "value", "seed_std", "min", "max", "seed_ci_low", "seed_ci_high", "note"]
 
     def __init__(self) -> None:
         self.cells: dict[tuple[str, str], list[float]] = {}
@@ -62,14 +63,17 @@ class SeedTable:
             self.halves.setdefault((table, item), []).append(float(half))
 
     def rows(self) -> list[dict]:
-        """One row per cell: mean over seeds, their spread, and the mean within-seed half-width as a note."""
+        """One row per cell: mean over seeds, their spread and t-interval, and the mean within-seed half-width."""
         rows = []
         for (table, item), values in self.cells.items():
             summary = spread(values)
             halves = self.halves.get((table, item))
+            across = seed_interval(values) if len(values) > 1 else None
             rows.append({"table": table, "item": item, "seeds": summary["n"], "value": round(summary["mean"], 4),
                          "seed_std": round(summary["std"], 4), "min": round(summary["min"], 4),
                          "max": round(summary["max"], 4),
+                         **({"seed_ci_low": round(across[1], 4), "seed_ci_high": round(across[2], 4)}
+                            if across else {}),
                          **({"note": f"within-seed 95% +-{np.mean(halves):.3f}"} if halves else {})})
         return rows
 

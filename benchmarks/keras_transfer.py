@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     results = run_sweep("04_keras_finetuning", {**honest, "STRATEGY": ["linear_probe"], "SHOW_BN_PITFALL": [False]},
                         root / "runs")
     results += run_sweep("04_keras_finetuning", {**honest, "STRATEGY": ["lp_ft"], "SHOW_BN_PITFALL": [True],
-                                                 "PROBE_HEAD_VARIANT": [True]}, root / "runs")
+                                                 "PROBE_HEAD_VARIANT": [True], "CONTROL_ARMS": [True]}, root / "runs")
     records = [record for record in map(read_metrics, results) if record]
     keras_rows = [{**row, "framework": "keras"} for row in summarize(records)]
     torch_report = outputs_root() / "benchmarks" / "pytorch_transfer.json"
@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 VARIANTS = {"probs": "04's recipe", "probs_no_tta": "no flip at test time", "probs_bn_training": "BatchNorm trained",
-            "probs_probe_head": "05's head (cross-validated probe)"}
+            "probs_probe_head": "05's head (cross-validated probe)", "probs_control": "control: fresh data stream",
+            "probs_combined": "BatchNorm trained and 05's head"}
 
 
 def torch_lp_ft_runs(checkpoint_sha256: str) -> dict[tuple[int, int], Path]:

@@ -47,14 +47,14 @@ def steps_run(labels_per_class: int, min_steps: int, classes: int = 5) -> int:
     return max(EPOCHS, math.ceil(min_steps / batches)) * batches
 
 
-def distinct_step_floors(labels_per_class: int, floors: list[int]) -> list[int]:
+def distinct_step_floors(labels_per_class: int, floors: list[int], classes: int = 5) -> list[int]:
     """Keep one floor per number of steps really run (with many labels the epochs decide, and floors coincide).
 
     Of floors that train alike, the largest is kept: it names the recipe truthfully ("at least 600 steps" of 1,000).
     """
     by_steps: dict[int, int] = {}
     for floor in sorted(floors):
-        by_steps[steps_run(labels_per_class, floor)] = floor
+        by_steps[steps_run(labels_per_class, floor, classes)] = floor
     return sorted(by_steps.values())
 
 
@@ -92,7 +92,7 @@ def train_scratch(cifar: data.ImageData, labels_per_class: int, seed: int, augme
     return {"proxy_acc": float(accuracy), "train_s": round(seconds, 1)}
 
 
-def summarize(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def summarize(cells: list[dict[str, Any]], classes: int = 5) -> list[dict[str, Any]]:
     """One row per (labels, augment, weight decay, steps): mean proxy accuracy over seeds (decay written as text)."""
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for cell in cells:
@@ -102,7 +102,7 @@ def summarize(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for (labels, augment, weight_decay, steps), group in sorted(groups.items()):
         accuracy = spread([c["proxy_acc"] for c in group])
         rows.append({"labels_per_class": labels, "augment": augment, "weight_decay": f"{weight_decay:g}",
-                     "steps": steps, "steps_run": steps_run(labels, steps),
+                     "steps": steps, "steps_run": steps_run(labels, steps, classes),
                      "proxy_acc_mean": round(accuracy["mean"], 4), "proxy_acc_min": round(accuracy["min"], 4),
                      "seeds": accuracy["n"], "train_s_mean": round(spread([c["train_s"] for c in group])["mean"], 1)})
     return rows

@@ -101,7 +101,8 @@ def comparison_runs(profile: str) -> list[tuple[str, dict[str, Any]]]:
     for seed, labels, strategy in itertools.product(plan["seeds"], plan["keras_labels"], plan["keras"]):
         runs.append(("04_keras_finetuning", {"STRATEGY": strategy, "LABELS_PER_CLASS": labels, "SEED": seed,
                                              "SHOW_BN_PITFALL": strategy == "lp_ft",  # 06's one-change variants
-                                             "PROBE_HEAD_VARIANT": strategy == "lp_ft", "VGG16_BASELINE": False}))
+                                             "PROBE_HEAD_VARIANT": strategy == "lp_ft",
+                                             "CONTROL_ARMS": strategy == "lp_ft", "VGG16_BASELINE": False}))
     return runs
 
 

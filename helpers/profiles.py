@@ -35,28 +35,51 @@ SCRATCH_RECIPES: dict[int, dict[str, Any]] = {
 }
 
 
-def scratch_recipe(profile: str, labels_per_class: int | None) -> dict[str, Any]:
-    """Return scratch's recipe for k labels per class: the one chosen at the nearest measured k, on a log scale.
+# Full fine-tuning's and LP-FT's recipes in notebook 05, chosen by `make bench-transfer-recipe`
+# (benchmarks/transfer_recipe.py) among the same 8 candidates as scratch's, on a proxy transfer task made of source
+# classes only (three to the other two, with the same k labels per class), so no target label is read either.
+TRANSFER_RECIPES: dict[str, dict[int, dict[str, Any]]] = {
+    "lp_ft": {10: {"augment": "standard", "weight_decay": 5e-4, "min_steps": 200},
+              50: {"augment": "standard", "weight_decay": 5e-4, "min_steps": 200},
+              500: {"augment": "standard", "weight_decay": 5e-4, "min_steps": 200}},
+    "finetune_full": {10: {"augment": "standard", "weight_decay": 5e-4, "min_steps": 200},
+                      50: {"augment": "standard", "weight_decay": 5e-4, "min_steps": 200},
+                      500: {"augment": "standard", "weight_decay": 5e-4, "min_steps": 200}},
+}
+
+
+def nearest_recipe(table: dict[int, dict[str, Any]], profile: str, labels_per_class: int | None) -> dict[str, Any]:
+    """Return a recipe table's entry for k labels per class: the one measured at the nearest k, on a log scale.
 
     Every label (None or 0) takes the largest measured k's recipe; the smoke profile keeps its few steps.
     """
-    measured = sorted(SCRATCH_RECIPES)
+    measured = sorted(table)
     nearest = min(measured, key=lambda k: abs(math.log(k / (labels_per_class or measured[-1]))))
-    return {**SCRATCH_RECIPES[nearest], **({"min_steps": 3} if profile == "smoke" else {})}
+    return {**table[nearest], **({"min_steps": 3} if profile == "smoke" else {})}
 
 
-FINE_TUNING_RECIPE = {"augment": "standard", "weight_decay": 5e-4}  # every transfer strategy's own; steps: the profile
-RECIPES = ("own", "scratch")  # notebook 05's RECIPE: the strategy's own recipe, or scratch's table for k labels
+def scratch_recipe(profile: str, labels_per_class: int | None) -> dict[str, Any]:
+    """Return scratch's recipe for k labels per class (SCRATCH_RECIPES at the nearest measured k)."""
+    return nearest_recipe(SCRATCH_RECIPES, profile, labels_per_class)
+
+
+FINE_TUNING_RECIPE = {"augment": "standard", "weight_decay": 5e-4}  # the fixed recipe; steps: the profile's floor
+# Notebook 05's RECIPE: the strategy's own (scratch's or the transfer table for the two strategies it holds, else the
+# fixed recipe), scratch's table for k labels, or the fixed recipe every transfer strategy had before.
+RECIPES = ("own", "scratch", "fixed")
 
 
 def training_recipe(strategy: str, recipe: str, profile: str, labels_per_class: int | None) -> dict[str, Any]:
     """Return what notebook 05 trains with: augmentation, weight decay and its floor on steps.
 
-    Scratch, and any strategy run with RECIPE='scratch', takes scratch's recipe for k labels; the transfer
-    strategies otherwise share the fine-tuning recipe, with the profile's floor on steps.
+    Scratch, and any strategy run with RECIPE='scratch', takes scratch's table for k labels; full fine-tuning and
+    LP-FT take their own table (TRANSFER_RECIPES); the other strategies, and RECIPE='fixed', the fixed recipe with
+    the profile's floor on steps.
     """
     if strategy == "scratch" or recipe == "scratch":
         return scratch_recipe(profile, labels_per_class)
+    if recipe == "own" and strategy in TRANSFER_RECIPES:
+        return nearest_recipe(TRANSFER_RECIPES[strategy], profile, labels_per_class)
     return {**FINE_TUNING_RECIPE, "min_steps": PROFILES["05_pytorch_finetuning"][profile]["min_steps"]}
 
 

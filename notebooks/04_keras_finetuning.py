@@ -43,6 +43,7 @@ BATCH_SIZE: Optional[int] = None  # None lets the profile decide
 SEED: int = 0
 SHOW_BN_PITFALL: bool = True  # also fine-tune with the base in training mode, and compare
 PROBE_HEAD_VARIANT: bool = False  # lp_ft: also fine-tune from notebook 05's head (a cross-validated probe), compare
+CONTROL_ARMS: bool = False  # lp_ft: also retrain on a fresh data stream (the noise floor) and with both changes at once
 VGG16_BASELINE: bool = True  # the frozen VGG16 baseline row, run when its ImageNet weights are available
 OUTPUT_DIR: Optional[str] = None  # None means outputs/04_keras_finetuning
 
@@ -142,8 +143,19 @@ train_idx, val_idx = splits.labelled_split(target, per_class, VALIDATION, seed=S
 num_labelled = len(train_idx) + (0 if val_idx is None else len(val_idx))
 config.update(validation=VALIDATION, num_labelled=num_labelled)
 pipeline = {"image_size": image_size, "normalize": normalize, "num_classes": target.num_classes}
-train_ds = tf_data.make_tf_dataset(target.x_train[train_idx], target.y_train[train_idx], train=True,
-                                   batch_size=config["batch_size"], seed=SEED, **pipeline).repeat()
+
+
+def train_stream(seed: int):
+    """The labelled images as an endless shuffled, augmented stream; one seed gives the same batches in the same order.
+
+    Each training phase opens its own stream, so every arm below that changes one thing fine-tunes on exactly the
+    batches the main run's phase 2 saw (seed SEED + 1), and only the control arm draws a fresh stream.
+    """
+    return tf_data.make_tf_dataset(target.x_train[train_idx], target.y_train[train_idx], train=True,
+                                   batch_size=config["batch_size"], seed=seed, **pipeline).repeat()
+
+
+FEATURE_SEED, FINE_TUNE_SEED, FRESH_SEED = SEED, SEED + 1, SEED + 2  # the streams of phase 1, phase 2, the control
 val_ds = None if val_idx is None else tf_data.make_tf_dataset(target.x_train[val_idx], target.y_train[val_idx],
                                                               False, **pipeline)
 num_epochs = config["num_epochs"]  # with few labels an epoch repeats the data, for the same step budget as PyTorch
@@ -194,11 +206,11 @@ MOMENTUM, TORCH_WEIGHT_DECAY = 0.9, 5e-4  # notebook 05's SGD settings
 KERAS_WEIGHT_DECAY = TORCH_WEIGHT_DECAY / (1 - MOMENTUM)  # 5e-3
 
 
-def compile_and_fit(model: keras.Model, lr: float, epochs: int, phase: str) -> keras.callbacks.History:
+def compile_and_fit(model: keras.Model, lr: float, epochs: int, phase: str, seed: int) -> keras.callbacks.History:
     """Compile with SGD (Nesterov, cosine decay to zero after warm-up); fit with one progress bar and the callbacks.
 
-    With a validation split, early stopping and best-checkpoint saving choose the epoch on it; without one
-    (the honest few-label protocol) the schedule runs to the end and the last weights are kept.
+    It trains on `train_stream(seed)`. With a validation split, early stopping and best-checkpoint saving choose the
+    epoch on it; without one (the honest few-label protocol) the schedule runs to the end and the last weights are kept.
     """
     total = epochs * steps_per_epoch
     warmup = int(0.2 * total)  # Keras counts decay_steps after the warm-up: total - warmup ends the cosine at zero
@@ -216,7 +228,7 @@ def compile_and_fit(model: keras.Model, lr: float, epochs: int, phase: str) -> k
                       keras.callbacks.ModelCheckpoint(str(run_folder / f"best_{phase}.weights.h5"),
                                                       "val_categorical_accuracy", save_best_only=True,
                                                       save_weights_only=True)]
-    return model.fit(train_ds, validation_data=val_ds, epochs=epochs, steps_per_epoch=steps_per_epoch,
+    return model.fit(train_stream(seed), validation_data=val_ds, epochs=epochs, steps_per_epoch=steps_per_epoch,
                      callbacks=callbacks, verbose=0, shuffle=False)  # tf.data shuffles already
 
 
@@ -249,7 +261,7 @@ def sgd() -> keras.optimizers.Optimizer:
 
 if KERAS_BACKEND == "tensorflow":
     tf = runtime.import_tensorflow()
-    batches = list(train_ds.take(3))  # three augmented batches, used by both copies
+    batches = list(train_stream(FEATURE_SEED).take(3))  # three augmented batches, used by both copies
     by_hand, by_fit = (keras.models.clone_model(model) for _ in range(2))
     for copy_ in (by_hand, by_fit):
         copy_.set_weights(model.get_weights())
@@ -281,7 +293,8 @@ else:
 if STRATEGY in ("linear_probe", "finetune_top", "lp_ft"):
     base.trainable = False
     print(f"phase 1: training {sum(np.prod(w.shape) for w in model.trainable_weights):,} parameters (the head)")
-    history += keras_models.history_rows(compile_and_fit(model, lr * 10, num_epochs, "feature_extraction"))
+    history += keras_models.history_rows(compile_and_fit(model, lr * 10, num_epochs, "feature_extraction",
+                                                         FEATURE_SEED))
     phase1_weights = model.get_weights()
 
 # %% [markdown]
@@ -307,8 +320,8 @@ if STRATEGY != "linear_probe":
     unfreeze(base)
     phase2_lr = lr * 20 if STRATEGY == "scratch" else lr
     print(f"phase 2: training {sum(np.prod(w.shape) for w in model.trainable_weights):,} parameters, lr {phase2_lr}")
-    history += keras_models.history_rows(compile_and_fit(model, phase2_lr, num_epochs, "fine_tuning"),
-                                         offset=len(history))
+    history += keras_models.history_rows(compile_and_fit(model, phase2_lr, num_epochs, "fine_tuning",
+                                                         FINE_TUNE_SEED), offset=len(history))
 
 # %% [markdown]
 # ## Results
@@ -372,7 +385,7 @@ if SHOW_BN_PITFALL and STRATEGY in ("finetune_top", "lp_ft"):
     unfreeze(base, freeze_batchnorm=False)
     careless = build(base_training=False)  # the same call as above: in Keras 3 it does not keep BatchNorm frozen
     careless.get_layer("new_head").set_weights(model.get_layer("new_head").get_weights())
-    compile_and_fit(careless, lr, num_epochs, "bn_pitfall")
+    compile_and_fit(careless, lr, num_epochs, "bn_pitfall", FINE_TUNE_SEED)  # the main run's phase-2 batches
     careless_probs = probabilities(careless, target.x_test, target.y_test, flip_tta)
     # the careless model shares its layers with `model`, so the main results above were recorded first
     arm = against_main_run(careless_probs)
@@ -420,7 +433,7 @@ if PROBE_HEAD_VARIANT and STRATEGY == "lp_ft":
                                                                                     seed=SEED))
     model.get_layer("new_head").set_weights([head_weight.T.astype("float32"), head_bias.astype("float32")])
     unfreeze(base)  # BatchNorm frozen, as in the run above
-    compile_and_fit(model, lr, num_epochs, "probe_head")
+    compile_and_fit(model, lr, num_epochs, "probe_head", FINE_TUNE_SEED)  # the main run's phase-2 batches
     probe_head_probs = probabilities(model, target.x_test, target.y_test, flip_tta)
     probe_head = {"probe_c": probe_c, **against_main_run(probe_head_probs)}
     low, high = probe_head["gap_ci"]
@@ -429,6 +442,38 @@ if PROBE_HEAD_VARIANT and STRATEGY == "lp_ft":
           f"95% interval [{low * 100:+.1f}, {high * 100:+.1f}] ({metrics.noise_verdict(low, high)}; one seed).")
 else:
     print("Head comparison skipped (PROBE_HEAD_VARIANT is off, or the strategy is not lp_ft).")
+
+# %% [markdown]
+# ### How big is a change that changes nothing? The control arm, and both changes at once (`CONTROL_ARMS`)
+# The arms above fine-tune on the very batches the main run saw, so their gaps are not reshuffling noise. Retraining
+# is still noisy in other ways (float sums in another order, a new optimizer state), and another seed draws another
+# stream. The **control** retrains 04's recipe unchanged from the same phase-1 weights on a fresh stream: its gap to
+# the main run is the size of a change that changes nothing, the floor a one-change gap must clear. The **combined**
+# arm makes both training changes at once (BatchNorm trained and 05's head), which is 05's recipe in Keras.
+
+# %%
+control = combined = None
+if CONTROL_ARMS and STRATEGY == "lp_ft":
+    model.set_weights(phase1_weights)
+    unfreeze(base)
+    compile_and_fit(model, lr, num_epochs, "control", FRESH_SEED)
+    control_probs = probabilities(model, target.x_test, target.y_test, flip_tta)
+    control = against_main_run(control_probs)
+    if probe_head is not None:
+        model.set_weights(phase1_weights)
+        unfreeze(base, freeze_batchnorm=False)
+        both = build(base_training=False)
+        both.get_layer("new_head").set_weights([head_weight.T.astype("float32"), head_bias.astype("float32")])
+        compile_and_fit(both, lr, num_epochs, "combined", FINE_TUNE_SEED)
+        combined_probs = probabilities(both, target.x_test, target.y_test, flip_tta)
+        combined = against_main_run(combined_probs)
+    for name, arm in (("control (fresh stream)", control), ("both changes", combined)):
+        if arm is not None:
+            low, high = arm["gap_ci"]
+            print(f"{name}: test {arm['test_acc']:.4f}; the main run minus it {arm['gap'] * 100:+.1f} points, 95% "
+                  f"interval [{low * 100:+.1f}, {high * 100:+.1f}] ({metrics.noise_verdict(low, high)}; one seed)")
+else:
+    print("Control and combined arms skipped (CONTROL_ARMS is off, or the strategy is not lp_ft).")
 
 # %% [markdown]
 # ## A baseline often quoted: frozen VGG16 at 32x32
@@ -496,11 +541,15 @@ if pitfall is not None:
     variants["probs_bn_training"] = careless_probs
 if probe_head is not None:
     variants["probs_probe_head"] = probe_head_probs
+if control is not None:
+    variants["probs_control"] = control_probs
+if combined is not None:
+    variants["probs_combined"] = combined_probs
 reporting.save_predictions(run_folder, y_true=target.y_test, probs=test_probs.astype(np.float32),
                            **held_out_predictions, **{name: p.astype(np.float32) for name, p in variants.items()})
 metrics = {"val_acc": val_acc, "test_acc": test_acc, "wall_seconds": round(wall_seconds, 1), "history": history,
            "num_train": len(train_idx), "num_labelled": num_labelled, "num_epochs": num_epochs, "bn_pitfall": pitfall,
-           "no_tta_acc": no_tta_acc, "probe_head": probe_head,
+           "no_tta_acc": no_tta_acc, "probe_head": probe_head, "control_arm": control, "combined_arm": combined,
            "vgg16_baseline": vgg16}
 metrics_path = reporting.save_run(run_folder, config, target.identity, metrics, weights=weights_info,
                                   framework="keras", class_names=target.class_names,

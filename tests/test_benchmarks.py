@@ -1,6 +1,8 @@
 import json
 from pathlib import Path
 
+import pytest
+
 from benchmarks.common import SeedTable, drop_stale_runs
 from benchmarks.pytorch_transfer import check_targets, summarize
 
@@ -187,3 +189,50 @@ def test_keras_variants_are_paired_with_the_pytorch_run_of_the_same_labels_and_s
     assert gaps["04's recipe"]["value"] == -0.1 and gaps["04's recipe"]["seeds"] == 2  # 20% wrong against 10%
     assert gaps["05's head (cross-validated probe)"]["value"] == 0.0
     assert variant_gaps(results, {(500, 0): tmp_path / "torch0"}) == []  # no PyTorch run of those labels: no row
+
+
+def test_transfer_proxy_reads_only_source_classes_three_to_two():
+
+    from benchmarks.transfer_recipe import proxy_split
+    from helpers import data, splits
+
+    cifar = data.load_dataset("synthetic", 200, 10, 0)
+    source_images = splits.task_data(cifar, "source").x_train
+    proxy_source, proxy_target = proxy_split(cifar)
+    assert proxy_source.num_classes == 3 and proxy_target.num_classes == 2
+    assert sorted(set(proxy_source.y_train.tolist())) == [0, 1, 2]
+    assert sorted(set(proxy_target.y_train.tolist())) == [0, 1]
+    assert len(proxy_source.y_train) + len(proxy_target.y_train) == len(source_images)  # source classes only
+    assert not set(proxy_source.class_names) & set(proxy_target.class_names)
+
+
+def test_transfer_recipes_are_chosen_per_strategy_and_used_by_notebook_05():
+    from benchmarks.transfer_recipe import best_recipes
+    from helpers import profiles
+
+    rows = [{"strategy": strategy, "labels_per_class": 50, "augment": augment, "weight_decay": "0.005", "steps": 200,
+             "steps_run": 200, "proxy_acc_mean": acc}
+            for strategy, augment, acc in (("lp_ft", "standard", 0.8), ("lp_ft", "strong", 0.85),
+                                           ("finetune_full", "standard", 0.8), ("finetune_full", "strong", 0.75))]
+    chosen = best_recipes(rows)
+    assert chosen["lp_ft"][50]["augment"] == "strong" and chosen["finetune_full"][50]["augment"] == "standard"
+    for strategy, table in profiles.TRANSFER_RECIPES.items():
+        for labels, recipe in table.items():
+            assert profiles.training_recipe(strategy, "own", "cpu", labels) == recipe
+    fixed = profiles.training_recipe("lp_ft", "fixed", "cpu", 50)
+    assert fixed == {**profiles.FINE_TUNING_RECIPE, "min_steps": 200}
+    assert profiles.training_recipe("finetune_top", "own", "cpu", 50) == fixed  # no table: the fixed recipe
+    assert profiles.training_recipe("lp_ft", "scratch", "cpu", 50) == profiles.SCRATCH_RECIPES[50]
+
+
+@pytest.mark.slow
+def test_a_transfer_recipe_trains_and_scores_on_the_proxy(monkeypatch):
+    from benchmarks import transfer_recipe
+    from helpers import data, models
+
+    monkeypatch.setattr(transfer_recipe, "PROXY_IMAGES", 20)
+    cifar = data.load_dataset("synthetic", 60, 10, 0)
+    _, target = transfer_recipe.proxy_split(cifar)
+    for strategy in transfer_recipe.STRATEGIES:
+        result = transfer_recipe.train_transfer(models.course_net(3), target, strategy, 5, 0, "strong", 5e-3, 3)
+        assert 0 <= result["proxy_acc"] <= 1 and result["train_s"] >= 0
