@@ -138,11 +138,15 @@ print(f"task: {task}, input {image_size}x{image_size}, normalization: {normalize
 # overstate what transfer buys. Its recipe (`profiles.scratch_recipe`) was chosen among 8 candidates (2
 # augmentations x 2 weight decays x 2 step counts), more than the probe's 6 values of C, on a **proxy** of the same
 # shape: the five *source* classes with the same k labels per class (`make bench-scratch`, at 10, 50 and 500; other
-# k take the nearest one's), so no target label beyond the k is read. The transfer strategies keep one recipe fixed
-# in advance (crop and flip, weight decay 5e-4, the profile's floor on steps) and choose only the probe's C: a
-# smaller budget of choices than scratch's, so what transfer buys over scratch here is a lower bound.
-# `RECIPE = "scratch"` trains any strategy with scratch's recipe for the same k instead, the arm the course's
-# comparison runs beside LP-FT.
+# k take the nearest one's), so no target label beyond the k is read.
+#
+# **So do full fine-tuning and LP-FT, by the same rule.** Their recipes (`profiles.TRANSFER_RECIPES`) are chosen
+# among the same 8 candidates on a proxy *transfer* task that also reads no target label: a network trained on three
+# source classes, fine-tuned to the other two with the same k labels (`make bench-transfer-recipe`). Scratch and the
+# two fine-tuning strategies then carry equal budgets of choices, made the same way. The other strategies keep the
+# fixed recipe (crop and flip, weight decay 5e-4, the profile's floor on steps), which `RECIPE = "fixed"` also gives
+# full fine-tuning and LP-FT; `RECIPE = "scratch"` trains any strategy with scratch's recipe for the same k, an arm
+# the course's comparison runs beside LP-FT.
 
 # %%
 cifar = data.load_dataset(DATASET, config["synthetic_train_per_class"], config["synthetic_test_per_class"], SEED)

@@ -489,6 +489,10 @@ if plotted:
     ax.set(xscale="log", xlabel="labels per class", ylabel="test accuracy", title="Data efficiency")
     ax.legend(fontsize=8)
     plt.show()
+    single = [f"{framework} {strategy} (at {next(iter(points))})" for (framework, strategy), points in
+              sorted(curves.items()) if len(points) < 2]
+    if single:
+        print(f"Not drawn, one label count each: {', '.join(single)}.")
 else:
     print("No honest runs at two or more label counts: run `make course` or a sweep to draw this curve.")
 
