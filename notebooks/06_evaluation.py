@@ -755,6 +755,8 @@ def mean_accuracy(framework: str, strategy: str, labels: int) -> float | None:
 answers = []
 for labels in sorted({n for points in curves.values() for n in points}):
     cells = {key: np.mean(points[labels]) for key, points in curves.items() if labels in points}
+    if all(strategy == "scratch" for _, strategy in cells):
+        continue  # only scratch ran with this many labels: nothing to compare with
     (framework, strategy), accuracy = max(cells.items(), key=lambda item: item[1])
     line = f"With {labels} labels per class the highest mean is {framework} {strategy} at {accuracy:.3f}"
     scratch = mean_accuracy(framework, "scratch", labels)
@@ -769,12 +771,12 @@ for (framework, strategy), points in curves.items():
     matched = [n for n in sorted(scratch_points) if np.mean(scratch_points[n]) >= np.mean(points[smallest])]
     interpolated = [row for row in savings if framework == "pytorch" and row["strategy"] == strategy
                     and row["labels"] == smallest]
-    if interpolated:  # the paired, interpolated reading above, first seed
-        row = interpolated[0]
-        answers.append(f"{framework} {strategy} with {smallest} labels per class matches scratch with "
-                       f"{labels_beyond(row['scratch_labels'], row)} (95% interval "
-                       f"{labels_beyond(row['ci_low'], row)} to {labels_beyond(row['ci_high'], row)}, "
-                       f"seed {row['seed']}).")
+    if interpolated:  # the paired, interpolated reading above, every seed
+        each = ", ".join(f"{labels_beyond(row['scratch_labels'], row)} (seed {row['seed']}, 95% interval "
+                         f"{labels_beyond(row['ci_low'], row)} to {labels_beyond(row['ci_high'], row)})"
+                         for row in interpolated)
+        answers.append(f"{framework} {strategy} with {smallest} labels per class matches scratch with {each}; each "
+                       "interval covers the test images of its seed only.")
     elif matched and smallest == 0:  # zero-shot (notebook 11): no labels at all
         answers.append(f"{framework} {strategy} with no labels matches scratch with {matched[0]} per class.")
     elif matched:
@@ -785,7 +787,7 @@ for (framework, strategy), points in curves.items():
                        f"(up to {max(scratch_points)}).")
 timing = {}
 for row in rows:
-    timing.setdefault((row["framework"], row["strategy"]), []).append(row["seconds"])
+    timing.setdefault((row["framework"], f"{row['strategy']} at {row['labels']} labels"), []).append(row["seconds"])
 answers += [f"{framework} {strategy} takes {np.mean(seconds):.0f} s per run on average."
             for (framework, strategy), seconds in sorted(timing.items())]
 print("\n".join(answers) if answers else "Not enough runs to answer; run a sweep.")
