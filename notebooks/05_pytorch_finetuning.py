@@ -143,7 +143,8 @@ print(f"task: {task}, input {image_size}x{image_size}, normalization: {normalize
 # **So do full fine-tuning and LP-FT, by the same rule.** Their recipes (`profiles.TRANSFER_RECIPES`) are chosen
 # among the same 8 candidates on a proxy *transfer* task that also reads no target label: a network trained on three
 # source classes, fine-tuned to the other two with the same k labels (`make bench-transfer-recipe`). Scratch and the
-# two fine-tuning strategies then carry equal budgets of choices, made the same way. The other strategies keep the
+# two fine-tuning strategies then carry equal budgets of choices, made the same way (measured at 10 and 50 labels per
+# class; with more labels the table still holds the fixed recipe, not yet measured there). The other strategies keep the
 # fixed recipe (crop and flip, weight decay 5e-4, the profile's floor on steps), which `RECIPE = "fixed"` also gives
 # full fine-tuning and LP-FT; `RECIPE = "scratch"` trains any strategy with scratch's recipe for the same k, an arm
 # the course's comparison runs beside LP-FT.
