@@ -231,10 +231,10 @@ plt.show()
 # is largest (the line above says), and a stronger source model buying more than the stand-in. The cell below
 # reads this run's gaps with a 95% paired bootstrap interval over the test images; that interval covers which test
 # images were drawn, not a retrained network, so a gap of a point or two at one seed can still be noise: compare
-# seeds before you trust it. The README's record of the course's comparison (notebook 05's recipes, scratch's own
-# included, notebook 03's model, 3 seeds) shows the expected shape: full fine-tuning 0.725 against scratch 0.615 at
-# 10 labels per class, LP-FT 0.822 against 0.787 at 50. With far more target data than here, a network trained from
-# scratch usually catches up.
+# seeds before you trust it. The README's record of the course's comparison (notebook 05's recipes, each chosen on a
+# proxy with the same budget of choices, notebook 03's model, 3 seeds) shows the expected shape: full fine-tuning 0.753
+# against scratch 0.616 at 10 labels per class, LP-FT 0.837 against 0.785 at 50. With far more target data than here,
+# a network trained from scratch usually catches up.
 
 # %%
 kind = "notebook 03's model" if source_record.startswith("notebook 03") else "the quick stand-in"
