@@ -119,15 +119,20 @@ def best_recipes(rows: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
     return chosen
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Train every recipe on the proxy for each label count and seed; write the table and the chosen recipe."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def recipe_parser(doc: str) -> argparse.ArgumentParser:
+    """Build the options both recipe benchmarks take: seeds, label counts, step floors, a local copy, a fresh start."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--labels", type=int, nargs="+", default=[10, 50, 500])
     parser.add_argument("--steps", type=int, nargs="+", default=[200, 600])
     parser.add_argument("--source", help="local CIFAR-10 copy (default: the shared JPEG copy)")
     parser.add_argument("--fresh", action="store_true", help="delete earlier cells first")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train every recipe on the proxy for each label count and seed; write the table and the chosen recipe."""
+    args = recipe_parser(__doc__).parse_args(argv)
     use_offline_jpeg_copy(args.source)
     cells_file = runs_root("scratch_recipe", args.fresh) / "cells.jsonl"
     cells_file.parent.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,6 @@ Writes outputs/benchmarks/transfer_recipe.{json,md}.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import itertools
 import json
@@ -35,7 +34,17 @@ from helpers.paths import atomic_write_text
 from helpers.reporting import write_benchmark
 
 from .common import data_name, runs_root, use_offline_jpeg_copy
-from .scratch_recipe import AUGMENTS, BATCH_SIZE, EPOCHS, PROXY_IMAGES, WEIGHT_DECAYS, distinct_step_floors, summarize
+from .scratch_recipe import (
+    AUGMENTS,
+    BATCH_SIZE,
+    EPOCHS,
+    PROXY_IMAGES,
+    WEIGHT_DECAYS,
+    distinct_step_floors,
+    recipe_parser,
+    summarize,
+)
+from .scratch_recipe import best_recipes as scratch_best_recipes
 
 PROXY_SOURCE, PROXY_TARGET = (0, 1, 2), (3, 4)  # source-task labels: airplane, automobile, bird; cat, deer
 STRATEGIES = ("lp_ft", "finetune_full")
@@ -128,26 +137,15 @@ def train_transfer(source_model: models.TransferNet, target: data.ImageData, str
 
 
 def best_recipes(rows: list[dict[str, Any]]) -> dict[str, dict[int, dict[str, Any]]]:
-    """Return, per strategy and label count, the recipe with the best proxy accuracy (fewer steps run on a tie)."""
-    chosen: dict[str, dict[int, dict[str, Any]]] = {}
-    for strategy, labels in sorted({(row["strategy"], row["labels_per_class"]) for row in rows}):
-        best = max((row for row in rows if (row["strategy"], row["labels_per_class"]) == (strategy, labels)),
-                   key=lambda row: (row["proxy_acc_mean"], -row["steps_run"]))
-        chosen.setdefault(strategy, {})[labels] = {"augment": best["augment"],
-                                                   "weight_decay": float(best["weight_decay"]),
-                                                   "min_steps": best["steps"]}
-    return chosen
+    """Return, per strategy, scratch's rule applied to its rows: the best recipe at each label count."""
+    return {strategy: scratch_best_recipes([row for row in rows if row["strategy"] == strategy])
+            for strategy in sorted({row["strategy"] for row in rows})}
 
 
 def main(argv: list[str] | None = None) -> int:
     """Train every recipe of each strategy on the proxy for each label count and seed; write the table and choices."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, default=2)
-    parser.add_argument("--labels", type=int, nargs="+", default=[10, 50, 500])
-    parser.add_argument("--steps", type=int, nargs="+", default=[200, 600])
+    parser = recipe_parser(__doc__)
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
-    parser.add_argument("--source", help="local CIFAR-10 copy (default: the shared JPEG copy)")
-    parser.add_argument("--fresh", action="store_true", help="delete earlier cells first")
     args = parser.parse_args(argv)
     use_offline_jpeg_copy(args.source)
     folder = runs_root("transfer_recipe", args.fresh)
