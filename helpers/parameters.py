@@ -27,7 +27,7 @@ CHOICES: dict[str, Sequence[str]] = {"PROFILE": VALID_PROFILES, "DATASET": VALID
 MAX_SEED = 2**32 - 1  # numpy's seeds are 32-bit
 MAX_STEPS = 10**7  # optimizer steps, epochs, episodes: far beyond any run the course makes, finite all the same
 # Finite bounds on both sides for every numeric parameter (a value, or each item of a list): a value outside them,
-# NaN or infinity included, is refused before any work. tests/test_trust.py checks every notebook's numeric
+# NaN or infinity included, is refused before any work. tests/test_refused_early.py checks every notebook's numeric
 # parameters have an entry here or a list of choices.
 LIMITS: dict[str, list[tuple[str, float]]] = {
     "SEED": [(">=", 0), ("<=", MAX_SEED)], "SEEDS": [(">=", 0), ("<=", MAX_SEED)],
