@@ -101,7 +101,9 @@ def test_evaluation_compares_strategies_labels_and_protocols(course_run: Path):
         assert row["ci_low"] <= row["keras - pytorch"] <= row["ci_high"] and 0 <= row["mcnemar_p"] <= 1
     variants = {row["keras"] for row in record["framework_ablation"] if row["strategy"] == "lp_ft"}
     assert variants == {"04's recipe", "one change: no flip at test time", "one change: BatchNorm trained, as in 05",
-                        "one change: 05's head, a cross-validated probe"}
+                        "one change: 05's head, a cross-validated probe", "control: 04's recipe on a fresh data stream",
+                        "both training changes: BatchNorm trained and 05's head"}
+    assert {row["strategy"] for row in record["table"]} >= {"lp_ft_scratch_recipe"}  # the arm is kept apart
     saved = {(row["strategy"], row["labels"]) for row in record["savings"]}
     assert {(s, n) for s in plan["torch"] if s != "scratch" for n in plan["labels"]} <= saved, \
         "no 'labels scratch needs' reading for a transfer run"
