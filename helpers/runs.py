@@ -160,7 +160,7 @@ def _left_out_because(run: dict[str, Any], checkpoint: str | None, profile: str)
     config = run.get("config", {})
     if config.get("profile", profile) != profile:
         return f"profile {config.get('profile')!r}, not {profile!r}"
-    if config.get("weights") not in ("course", "none"):
+    if config.get("weights") not in ("course", "none", "self-supervised"):  # 10 pretrains its own, on the same data
         return f"weights {config.get('weights')!r}, not the course's source model"
     used = started_from(run)
     if config.get("weights") == "course" and used != checkpoint:

@@ -220,10 +220,10 @@ def _parameters(**values: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("values, message", [
-    ({"TEMPERATURE": 0.0}, "TEMPERATURE=0.0 is out of range: it must be > 0"),
-    ({"ALPHA": 1.5}, "ALPHA=1.5 is out of range: it must be <= 1"),
+    ({"TEMPERATURE": 0.0}, "TEMPERATURE=0.0 is out of range: it must be >= 0.01 and <= 100"),
+    ({"ALPHA": 1.5}, "ALPHA=1.5 is out of range: it must be >= 0 and <= 1"),
     ({"ALPHA": -0.1}, "ALPHA=-0.1 is out of range: it must be >= 0"),
-    ({"THRESHOLD": 1.0}, "THRESHOLD=1.0 is out of range: it must be < 1"),
+    ({"THRESHOLD": 1.0}, "THRESHOLD=1.0 is out of range: it must be > 0 and < 1"),
     ({"THRESHOLD": 0.0}, "THRESHOLD=0.0 is out of range: it must be > 0"),
     ({"ROUNDS": 0}, "ROUNDS=0 is out of range: it must be >= 1"),
     ({"METHOD": "distill"}, "METHOD='distill' is not one of: all, distillation, self_training"),

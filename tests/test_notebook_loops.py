@@ -69,7 +69,8 @@ def test_notebook_04_train_step_matches_keras_fit():
     by_hand, by_fit = (keras.models.clone_model(model) for _ in range(2))
     for copy_ in (by_hand, by_fit):
         copy_.set_weights(model.get_weights())
-    sgd = notebook_definition("04_keras_finetuning", "sgd", {"keras": keras})  # the notebook's optimizer settings
+    sgd = notebook_definition("04_keras_finetuning", "sgd", {"keras": keras, "MOMENTUM": 0.9,  # the notebook's
+                                                             "KERAS_WEIGHT_DECAY": 5e-3})  # optimizer settings
     hand_optimizer = sgd()
     hand_losses = [train_step(by_hand, hand_optimizer, x, y) for x, y in batches]
     by_fit.compile(optimizer=sgd(), loss=loss)

@@ -52,8 +52,10 @@ def test_runs_of_another_profile_or_other_weights_are_left_out(tmp_path):
     smoke = record(tmp_path / "s", profile="smoke")
     imagenet = record(tmp_path / "i", seed=3)
     imagenet["config"]["weights"] = "imagenet"
-    kept, left_out = runs.evaluation_runs([smoke, imagenet], CHECKPOINT, "cpu")
-    assert kept == [] and [reason for _, reason in left_out] == [
+    self_supervised = record(tmp_path / "ssl", seed=4)  # notebook 10: its own pretraining, on the same data
+    self_supervised["config"].update(notebook="10_self_supervised_pretraining", weights="self-supervised")
+    kept, left_out = runs.evaluation_runs([smoke, imagenet, self_supervised], CHECKPOINT, "cpu")
+    assert kept == [self_supervised] and [reason for _, reason in left_out] == [
         "profile 'smoke', not 'cpu'", "weights 'imagenet', not the course's source model"]
 
 
@@ -86,7 +88,9 @@ def test_editing_the_scratch_recipes_makes_a_scratch_run_unfinished(tmp_path, mo
     monkeypatch.setitem(profiles.SCRATCH_RECIPES, 50, {**profiles.SCRATCH_RECIPES[50], "weight_decay": 5e-4})
     assert not runs.finished(folder, runs.run_request(NOTEBOOK_05, params))
     lp_ft = runs.run_request(NOTEBOOK_05, {**params, "STRATEGY": "lp_ft"})
-    assert lp_ft["resolved"]["recipe"] == {**profiles.FINE_TUNING_RECIPE, "min_steps": 200}
+    assert lp_ft["resolved"]["recipe"] == profiles.TRANSFER_RECIPES["lp_ft"][50]  # the transfer proxy's choice
+    assert runs.run_request(NOTEBOOK_05, {**params, "STRATEGY": "lp_ft", "RECIPE": "fixed"})["resolved"][
+        "recipe"] == {**profiles.FINE_TUNING_RECIPE, "min_steps": 200}
     assert runs.run_request(NOTEBOOK_05, {**params, "STRATEGY": "lp_ft", "RECIPE": "scratch"})["resolved"][
         "recipe"] == profiles.SCRATCH_RECIPES[50]
 
